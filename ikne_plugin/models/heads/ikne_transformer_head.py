@@ -1,0 +1,241 @@
+"""IKNE's transformer head: MAFT's mask-attention-free query decoder over superpoints."""
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from mmdet3d.registry import MODELS
+from mmengine.model import BaseModule
+from mmengine.structures import InstanceData
+from torch import nn
+
+from ..layers import MLP, FourierPositionEncoding, QueryDecoderLayer, relative_position_bins
+
+# MAFT state-dict prefix -> our parameter prefix (longest MAFT prefixes first).
+_MAFT_DECODER_PREFIXES = (
+    ('decoder.decoder.layers.', 'layers.'),
+    ('decoder.decoder.norm.', 'output_norm.'),
+    ('decoder.decoder.position_embedding.', 'query_pos_encoding.'),
+    ('decoder.decoder.ref_point_head.', 'query_pos_mlp.'),
+    ('decoder.decoder.bbox_embed.', 'center_refine_mlp.'),
+    ('decoder.input_proj.', 'input_proj.'),
+    ('decoder.refpoint_embed.', 'query_ref_points.'),
+    ('decoder.key_position_embedding.', 'key_pos_encoding.'),
+    ('decoder.out_cls.', 'cls_head.'),
+    ('decoder.out_score.', 'score_head.'),
+    ('decoder.out_bbox.', 'center_head.'),
+    ('decoder.x_mask.', 'mask_feat_proj.'),
+)
+
+
+def maft_decoder_key_to_head_key(name: str) -> Optional[str]:
+    """Name in :class:`IKNETransformerHead` of a MAFT/IKNE checkpoint entry.
+
+    ``decoder.X`` entries map to head parameters/buffers of the same shape (the RPE
+    tables keep MAFT's ``[heads, head_dim, 3 * bins]`` layout). ``criterion.*`` entries
+    (``class_weight``, ``loss_weight``, ``matcher.cost_weight``) are constants that our
+    criterion takes from its config: returns None for them (drop). Anything else is not
+    a head entry: ValueError.
+    """
+    if name.startswith('criterion.'):
+        return None
+    for maft_prefix, head_prefix in _MAFT_DECODER_PREFIXES:
+        if name.startswith(maft_prefix):
+            return head_prefix + name[len(maft_prefix):]
+    raise ValueError(f"{name!r} is not a MAFT decoder or criterion entry (expected 'decoder.*' or 'criterion.*')")
+
+
+def maft_head_state_dict(maft_state_dict: Mapping[str, torch.Tensor], prefix: str = 'head.') -> Dict[str, torch.Tensor]:
+    """MAFT's ``decoder.*`` entries renamed ``prefix`` + our name (``criterion.*`` dropped,
+    other entries ignored): loads into an :class:`IKNETransformerHead` of the same sizes
+    (``prefix=''``) or into ``IKNE`` (``'head.'``)."""
+    renamed = {prefix + maft_decoder_key_to_head_key(k): v for k, v in maft_state_dict.items()
+               if k.startswith('decoder.')}
+    if not renamed:
+        raise ValueError(f"no MAFT decoder entries (names starting with 'decoder.') in this state dict; "
+                         f'first names: {list(maft_state_dict)[:5]}')
+    return renamed
+
+
+def _mlp_head(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Linear-ReLU-Linear (MAFT's ``out_cls``/``out_score``/``out_bbox`` layout)."""
+    return nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, out_channels))
+
+
+@MODELS.register_module()
+class IKNETransformerHead(BaseModule):
+    """Query decoder of MAFT (ICCV 2023), which IKNE uses unchanged, with its criterion.
+
+    ``num_queries`` learnable reference points (sigmoid of an embedding, in the unit
+    cube of each scene's superpoint-centroid bounding box) and zero content queries go
+    through ``num_layers`` :class:`QueryDecoderLayer` blocks attending to the
+    superpoints. After each layer the normalised queries give class logits
+    (``num_classes`` + no-object), a raw score, a centre (reference point in metres +
+    offset) and mask logits over the superpoints (dot product with projected superpoint
+    features), all through heads shared across layers; the masks give the next layer's
+    attention mask (sigmoid < ``attn_mask_thr`` blocked; a fully blocked row is
+    unblocked) and an MLP refines the reference points (the new point is used detached,
+    as in MAFT). Semantics follow maft/model/query_decoder.py and transformer.py.
+
+    Args:
+        in_channels: superpoint feature channels.
+        num_classes: instance classes (without no-object).
+        num_queries, num_layers, d_model, num_heads, ffn_dim: decoder sizes.
+        rpe_num_bins, rpe_bin_size: contextual RPE bins per axis and their width (m).
+        attn_mask_thr: attention-mask threshold on the mask probability.
+        criterion: config of the training criterion (``IKNECriterion``).
+        topk, score_thr, min_points: inference; keep the ``topk`` best (query, class)
+            pairs, then masks with score > ``score_thr`` and more than ``min_points`` points.
+
+    Dropout is not supported: MAFT's configuration uses 0.
+    """
+
+    def __init__(self, in_channels: int = 32, num_classes: int = 18, num_queries: int = 400, num_layers: int = 6,
+                 d_model: int = 256, num_heads: int = 8, ffn_dim: int = 1024, rpe_num_bins: int = 48,
+                 rpe_bin_size: float = 0.1, attn_mask_thr: float = 0.1, criterion: Optional[dict] = None,
+                 topk: int = 100, score_thr: float = 0.0, min_points: int = 100, init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        if rpe_num_bins % 2:
+            raise ValueError(f'rpe_num_bins must be even, got {rpe_num_bins}')
+        self.num_classes = num_classes
+        self.rpe_num_bins = rpe_num_bins
+        self.rpe_bin_size = rpe_bin_size
+        self.attn_mask_thr = attn_mask_thr
+        self.topk = topk
+        self.score_thr = score_thr
+        self.min_points = min_points
+
+        self.input_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model), nn.ReLU())
+        self.mask_feat_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
+        self.query_ref_points = nn.Embedding(num_queries, 3)
+        self.key_pos_encoding = FourierPositionEncoding(d_model)
+        self.query_pos_encoding = FourierPositionEncoding(d_model)
+        self.query_pos_mlp = MLP(d_model, d_model, d_model, 2)
+        self.layers = nn.ModuleList(
+            QueryDecoderLayer(d_model, num_heads, ffn_dim, rpe_num_bins, first_layer=i == 0)
+            for i in range(num_layers))
+        self.output_norm = nn.LayerNorm(d_model)
+        self.center_refine_mlp = MLP(d_model, d_model, 3, 3)
+        self.cls_head = _mlp_head(d_model, num_classes + 1)
+        self.score_head = _mlp_head(d_model, 1)
+        self.center_head = _mlp_head(d_model, 3)
+        self.criterion = MODELS.build(criterion) if criterion is not None else None
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        """MAFT's initialisation: Xavier-uniform for every matrix/table of the decoder
+        layers and the query position MLP, zero attention output biases, zero last
+        layers of the centre refinement MLP and of the centre head."""
+        for module in (self.layers, self.query_pos_mlp):
+            for p in module.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+        for layer in self.layers:
+            nn.init.zeros_(layer.self_attn.out_proj.bias)
+            nn.init.zeros_(layer.cross_attn.out_proj.bias)
+        for last in (self.center_refine_mlp.layers[-1], self.center_head[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(self, x: Dict) -> Dict:
+        """Decode the superpoints of a batch of scenes.
+
+        Args:
+            x: per-scene lists ``sp_feats`` ([S_i, in_channels] superpoint features) and
+                ``sp_xyz`` ([S_i, 3] superpoint centroids, metres); other keys unused.
+
+        Returns:
+            dict with ``layers``: per decoder layer a dict of ``cls_logits`` [B, Q, C+1],
+            ``scores`` [B, Q, 1], ``centers`` [B, Q, 3] (metres) and ``mask_logits``
+            (list of [Q, S_i]); and ``queries`` [B, Q, d_model], the final normalised
+            queries (IKNE's instance features).
+        """
+        sp_feats, sp_xyz = x['sp_feats'], x['sp_xyz']
+        if len(sp_feats) != len(sp_xyz) or len(sp_feats) == 0:
+            raise ValueError(f'expected equally long non-empty lists of sp_feats and sp_xyz, '
+                             f'got {len(sp_feats)} and {len(sp_xyz)}')
+        lengths = [f.shape[0] for f in sp_feats]
+        for i, (feat, coord) in enumerate(zip(sp_feats, sp_xyz)):
+            if feat.shape[0] == 0 or coord.shape != (feat.shape[0], 3):
+                raise ValueError(f'scene {i}: expected sp_feats [S, C] with S >= 1 and sp_xyz [S, 3], '
+                                 f'got {tuple(feat.shape)} and {tuple(coord.shape)}')
+        feats = nn.utils.rnn.pad_sequence(list(sp_feats), batch_first=True)  # [B, S, C]
+        xyz = nn.utils.rnn.pad_sequence(list(sp_xyz), batch_first=True).to(feats.dtype)  # [B, S, 3]
+        padding = torch.arange(feats.shape[1], device=feats.device)[None] >= torch.as_tensor(
+            lengths, device=feats.device)[:, None]  # [B, S], True = padded
+        xyz_min = torch.stack([c.min(0)[0] for c in sp_xyz]).to(feats.dtype)[:, None]  # [B, 1, 3]
+        xyz_max = torch.stack([c.max(0)[0] for c in sp_xyz]).to(feats.dtype)[:, None]
+        extent = (xyz_max - xyz_min).clamp_min(1e-6)  # a single superpoint has no extent
+
+        memory = self.input_proj(feats)
+        mask_feats = self.mask_feat_proj(feats)
+        memory_pos = self.key_pos_encoding((xyz - xyz_min) / extent)
+        batch_size = feats.shape[0]
+        ref = self.query_ref_points.weight.to(feats.dtype).sigmoid()[None].expand(batch_size, -1, -1)
+        queries = feats.new_zeros(batch_size, ref.shape[1], memory.shape[-1])
+        blocked = padding[:, None, :].expand(-1, ref.shape[1], -1)
+        # ref: reference points in the unit cube, with gradient (the centres are predicted from
+        # them); ref_in: the layer's input point, detached from the second layer on (as MAFT).
+        ref_in = ref
+        layers = []
+        for i, layer in enumerate(self.layers):
+            query_sine = self.query_pos_encoding(ref_in)
+            centers_in = ref_in * extent + xyz_min
+            rel_idx = relative_position_bins(centers_in, xyz, self.rpe_num_bins, self.rpe_bin_size)
+            queries = layer(queries, self.query_pos_mlp(query_sine), query_sine, memory, memory_pos, rel_idx,
+                            blocked)
+            normed = self.output_norm(queries)
+            mask_logits = torch.einsum('bqc,bsc->bqs', normed, mask_feats)
+            layers.append(dict(
+                cls_logits=self.cls_head(normed),
+                scores=self.score_head(normed),
+                centers=ref * extent + xyz_min + self.center_head(normed),
+                mask_logits=[mask_logits[b, :, :n] for b, n in enumerate(lengths)]))
+            if i == len(self.layers) - 1:
+                break
+            blocked = self._attention_block_mask(mask_logits.detach(), padding)
+            # Same arithmetic as MAFT (metres, then back to the unit cube) for parity.
+            ref = (centers_in + self.center_refine_mlp(normed) - xyz_min) / extent
+            ref_in = ref.detach()
+        return dict(layers=layers, queries=normed)
+
+    def _attention_block_mask(self, mask_logits: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+        """bool [B, Q, S]: superpoints of mask probability < thr and padding are blocked;
+        a query that would block every superpoint of its scene is unblocked."""
+        blocked = (mask_logits.sigmoid() < self.attn_mask_thr) | padding[:, None, :]
+        all_blocked = blocked.all(dim=-1, keepdim=True)
+        return torch.where(all_blocked, padding[:, None, :], blocked)
+
+    def loss(self, x: Dict, batch_data_samples: Sequence) -> Dict[str, torch.Tensor]:
+        """Losses of a batch (``x``: per-scene lists ``sp_feats``, ``sp_xyz``; GT from
+        ``data_sample.gt_instances_3d``: ``labels_3d``, ``sp_masks``, ``centers``)."""
+        if self.criterion is None:
+            raise ValueError('IKNETransformerHead.loss needs a criterion in the head config')
+        preds = self(x)
+        return self.criterion(preds, [ds.gt_instances_3d for ds in batch_data_samples])
+
+    def predict(self, x: Dict, batch_data_samples: Sequence) -> List[InstanceData]:
+        """Per-point instances of each scene (MAFT's inference, no NMS).
+
+        Returns per scene an ``InstanceData`` with ``pts_instance_mask`` bool [K, N_i],
+        ``instance_labels`` int64 [K] (0..num_classes-1) and ``instance_scores`` [K].
+        """
+        last = self(x)['layers'][-1]
+        return [
+            self._predict_scene(last['cls_logits'][b], last['scores'][b], last['mask_logits'][b], sp_ids)
+            for b, sp_ids in enumerate(x['sp_ids'])
+        ]
+
+    def _predict_scene(self, cls_logits: torch.Tensor, scores: torch.Tensor, mask_logits: torch.Tensor,
+                       sp_ids: torch.Tensor) -> InstanceData:
+        """Top-k (query, class) pairs scored by class probability x score head x mean
+        mask probability; masks (logit > 0) mapped to points through ``sp_ids``."""
+        pair_scores = (cls_logits.softmax(-1)[:, :-1] * scores).flatten()  # [Q * C]
+        pair_scores, pair_idx = pair_scores.topk(min(self.topk, pair_scores.numel()))
+        labels = pair_idx % self.num_classes
+        mask_logits = mask_logits[torch.div(pair_idx, self.num_classes, rounding_mode='floor')]
+        masks = mask_logits > 0
+        mask_prob = (mask_logits.sigmoid() * masks).sum(-1) / (masks.sum(-1) + 1e-6)
+        pair_scores = pair_scores * mask_prob
+        point_masks = masks[:, sp_ids]
+        keep = (pair_scores > self.score_thr) & (point_masks.sum(-1) > self.min_points)
+        return InstanceData(pts_instance_mask=point_masks[keep], instance_labels=labels[keep],
+                            instance_scores=pair_scores[keep])

@@ -1,0 +1,9 @@
+"""Building blocks of the IKNE heads (attention, position encodings, MLPs)."""
+from .contextual_rpe import key_rpe_bias, query_rpe_bias, relative_position_bins, value_table_to_op_layout
+from .mlp import MLP
+from .position_encoding import FourierPositionEncoding
+from .pre_projected_attention import PreProjectedAttention
+from .query_decoder_layer import QueryDecoderLayer
+
+__all__ = ['FourierPositionEncoding', 'MLP', 'PreProjectedAttention', 'QueryDecoderLayer',
+           'relative_position_bins', 'query_rpe_bias', 'key_rpe_bias', 'value_table_to_op_layout']

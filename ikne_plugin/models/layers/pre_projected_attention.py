@@ -1,0 +1,52 @@
+"""Multi-head attention over inputs that are already projected (Conditional DETR style)."""
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+from ikne_plugin.ops import rpe_attention_value
+
+
+class PreProjectedAttention(nn.Module):
+    """Scaled dot-product attention per head, followed by an output projection.
+
+    Conditional DETR (and MAFT after it) projects queries, keys and values with
+    separate content/position linears outside the attention, so this module owns only
+    ``out_proj`` (``self_attn.out_proj`` / ``cross_attn.out_proj`` in checkpoints).
+    The logits are scaled by ``key_dim ** -0.5`` where key_dim is the per-head width of
+    ``q``/``k`` (for MAFT's cross-attention that is the concatenated content+position
+    width, i.e. twice the value width).
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                logit_bias: Optional[torch.Tensor] = None, blocked: Optional[torch.Tensor] = None,
+                value_rpe: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
+        """Attend and project.
+
+        Args:
+            q: [B, H, Q, Dk] queries (unscaled), k: [B, H, S, Dk], v: [B, H, S, Dv].
+            logit_bias: optional [B, H, Q, S] added to the scaled logits.
+            blocked: optional bool [B, Q, S], True = may not attend. Every row must keep
+                at least one key (the caller guarantees it).
+            value_rpe: optional ``(rel_idx [B, Q, S, 3], table [3, L, H, Dv])``: adds
+                ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
+
+        Returns:
+            [B, Q, H * Dv].
+        """
+        logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        if blocked is not None:
+            logits = logits.masked_fill(blocked[:, None], float('-inf'))
+        attn = logits.softmax(dim=-1)
+        out = attn @ v
+        if value_rpe is not None:
+            out = out + rpe_attention_value(attn, *value_rpe)
+        B, H, Q, Dv = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, Q, H * Dv))
