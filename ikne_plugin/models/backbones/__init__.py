@@ -1,0 +1,3 @@
+from .spconv_unet import SpConvUNet
+
+__all__ = ['SpConvUNet']

@@ -1,0 +1,3 @@
+from .ikne import IKNE
+
+__all__ = ['IKNE']
