@@ -1,0 +1,81 @@
+"""The value term of MAFT's contextual relative position encoding.
+
+``out[b, h, i] = sum_j attn[b, h, i, j] * sum_a table[a, rel_idx[b, i, j, a], h]``
+for the three axes ``a`` of the query-superpoint offset, each binned into
+``L`` bins (MAFT: 48 bins of 10 cm; any L works here). Differentiable in
+``attn`` and ``table``. Both the kernels and the reference factor the sum
+through a per-axis histogram of the attention over the bins, which replaces a
+[B, H, Nq, Ns, D] gather by a [B, H, Nq, 3L] one. Supported: float32/float64
+on CPU; float32/float64/float16/bfloat16 on CUDA (histograms accumulate in
+float32 for the half types).
+"""
+import torch
+
+from ._checks import INDEX_DTYPES, check_index_range, check_same_device, check_tensor
+from .ext_loader import load_ext
+
+CPU_DTYPES = (torch.float32, torch.float64)
+CUDA_DTYPES = CPU_DTYPES + (torch.float16, torch.bfloat16)
+
+
+def rpe_attention_value(attn, rel_idx, table):
+    """Attention-weighted sum of relative-position value embeddings.
+
+    Args:
+        attn: float tensor [B, H, Nq, Ns], attention of queries over superpoints.
+        rel_idx: int32/int64 tensor [B, Nq, Ns, 3], per-axis bin in [0, L).
+        table: tensor [3, L, H, D] of attn's dtype, per-axis value embeddings.
+
+    Returns:
+        tensor [B, H, Nq, D] of attn's dtype.
+    """
+    _check_args(attn, rel_idx, table)
+    ext = load_ext()
+    if ext is None:
+        check_index_range('rel_idx', rel_idx, 0, table.shape[1])
+        return rpe_attention_value_reference(attn, rel_idx, table)
+    return _RPEAttentionValue.apply(attn, rel_idx, table, ext)  # ValueError if rel_idx is out of range
+
+
+def _check_args(attn, rel_idx, table):
+    dtypes = CUDA_DTYPES if isinstance(attn, torch.Tensor) and attn.is_cuda else CPU_DTYPES
+    check_tensor('attn', attn, dtypes, 4, '[B, H, Nq, Ns]')
+    check_tensor('rel_idx', rel_idx, INDEX_DTYPES, 4, '[B, Nq, Ns, 3]')
+    check_tensor('table', table, (attn.dtype,), 4, '[3, L, H, D] of the dtype of attn')
+    check_same_device(attn=attn, rel_idx=rel_idx, table=table)
+    batch, heads, queries, keys = attn.shape
+    if tuple(rel_idx.shape) != (batch, queries, keys, 3):
+        raise ValueError(f'rel_idx must be [B, Nq, Ns, 3] = [{batch}, {queries}, {keys}, 3] to '
+                         f'match attn, got {tuple(rel_idx.shape)}')
+    if table.shape[0] != 3 or table.shape[2] != heads:
+        raise ValueError(f'table must be [3, L, H, D] with H = {heads}, got {tuple(table.shape)}')
+
+
+class _RPEAttentionValue(torch.autograd.Function):
+    """Autograd around the extension; saves the small [B, H, Nq, 3L] histogram."""
+
+    @staticmethod
+    def forward(ctx, attn, rel_idx, table, ext):
+        rel_idx, table = rel_idx.contiguous(), table.contiguous()
+        out, hist = ext.rpe_attention_value_forward(attn.contiguous(), rel_idx, table)
+        ctx.save_for_backward(rel_idx, table, hist)
+        ctx.ext = ext
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        rel_idx, table, hist = ctx.saved_tensors
+        grad_attn, grad_table = ctx.ext.rpe_attention_value_backward(
+            grad_out.contiguous(), rel_idx, table, hist)
+        return grad_attn, None, grad_table, None
+
+
+def rpe_attention_value_reference(attn, rel_idx, table):
+    """Pure-PyTorch ``rpe_attention_value``: scatter-add the attention into the L
+    bins of each axis ([B, H, Nq, 3, L]), then contract with the table."""
+    batch, heads, queries, keys = attn.shape
+    num_bins = table.shape[1]
+    index = rel_idx.long().permute(0, 1, 3, 2)[:, None].expand(batch, heads, queries, 3, keys)
+    weights = attn[:, :, :, None, :].expand(batch, heads, queries, 3, keys)
+    hist = attn.new_zeros(batch, heads, queries, 3, num_bins).scatter_add(-1, index, weights)
+    return torch.einsum('bhnal,alhd->bhnd', hist, table)

@@ -1,0 +1,41 @@
+// Python bindings of ikne_plugin._ext: one entry point per op direction. Each
+// is defined in ops/csrc/<op>.cpp and dispatches to the CPU or CUDA kernel.
+#include <torch/extension.h>
+
+std::vector<at::Tensor> voxelize(const at::Tensor& coords);
+
+std::vector<at::Tensor> voxel_pool_forward(const at::Tensor& feats, const at::Tensor& p2v,
+                                           int64_t num_voxels, const std::string& mode);
+at::Tensor voxel_pool_backward(const at::Tensor& grad_out, const at::Tensor& p2v,
+                               const at::Tensor& aux, const std::string& mode);
+
+std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
+                                                    const at::Tensor& rel_idx,
+                                                    const at::Tensor& table);
+std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
+                                                     const at::Tensor& rel_idx,
+                                                     const at::Tensor& table,
+                                                     const at::Tensor& hist);
+
+// ---- segment_mesh: declaration (added by the segment_mesh owner) ----
+at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, double k_thresh,
+                        int64_t seg_min_verts);
+// ---- end segment_mesh declaration ----
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("voxelize", &voxelize, "unique voxels of (batch, x, y, z) coords", py::arg("coords"));
+  m.def("voxel_pool_forward", &voxel_pool_forward, "mean/max pooling of point features",
+        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("mode"));
+  m.def("voxel_pool_backward", &voxel_pool_backward, "gradient of voxel_pool_forward",
+        py::arg("grad_out"), py::arg("p2v"), py::arg("aux"), py::arg("mode"));
+  m.def("rpe_attention_value_forward", &rpe_attention_value_forward,
+        "value term of contextual relative position encoding", py::arg("attn"),
+        py::arg("rel_idx"), py::arg("table"));
+  m.def("rpe_attention_value_backward", &rpe_attention_value_backward,
+        "gradient of rpe_attention_value_forward", py::arg("grad_out"), py::arg("rel_idx"),
+        py::arg("table"), py::arg("hist"));
+  // ---- segment_mesh: m.def (added by the segment_mesh owner) ----
+  m.def("segment_mesh", &segment_mesh, "ScanNet mesh segmentator: superpoint id per vertex",
+        py::arg("vertices"), py::arg("faces"), py::arg("k_thresh"), py::arg("seg_min_verts"));
+  // ---- end segment_mesh m.def ----
+}

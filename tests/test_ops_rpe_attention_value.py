@@ -1,0 +1,163 @@
+"""ikne_plugin.ops.rpe_attention_value: extension vs scatter reference vs a naive gather."""
+import importlib
+
+import pytest
+import torch
+
+from ikne_plugin.ops import ext_loader
+from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
+
+# the module, not the function of the same name that ikne_plugin.ops exports
+rpe_module = importlib.import_module('ikne_plugin.ops.rpe_attention_value')
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+
+
+@pytest.fixture(autouse=True)
+def require_extension():
+    assert ext_loader.load_ext() is not None, 'build ikne_plugin._ext first (setup.py build_ext --inplace)'
+
+
+def random_rpe(batch, heads, queries, keys, bins, dim, dtype=torch.float64, index_dtype=torch.int64,
+               seed=0):
+    g = torch.Generator().manual_seed(seed)
+    attn = torch.rand(batch, heads, queries, keys, generator=g, dtype=torch.float64).softmax(-1)
+    rel_idx = torch.randint(0, bins, (batch, queries, keys, 3), generator=g).to(index_dtype)
+    table = torch.randn(3, bins, heads, dim, generator=g, dtype=torch.float64)
+    return attn.to(dtype), rel_idx, table.to(dtype)
+
+
+def naive_rpe(attn, rel_idx, table):
+    """The definition, gathered: sum_j attn[b,h,i,j] * sum_a table[a, rel_idx[b,i,j,a], h]."""
+    axes = torch.arange(3).view(3, 1, 1, 1)
+    values = table[axes, rel_idx.long().permute(3, 0, 1, 2)].sum(0)  # [B, Nq, Ns, H, D]
+    return torch.einsum('bhij,bijhd->bhid', attn, values)
+
+
+def forward_backward(op, attn, rel_idx, table, grad_out):
+    attn = attn.detach().requires_grad_(True)
+    table = table.detach().requires_grad_(True)
+    out = op(attn, rel_idx, table)
+    return (out, *torch.autograd.grad(out, (attn, table), grad_out))
+
+
+def test_reference_matches_naive_gather():
+    attn, rel_idx, table = random_rpe(2, 3, 5, 40, 7, 4, seed=1)
+    grad_out = torch.randn(2, 3, 5, 4, dtype=torch.float64)
+    for got, want in zip(forward_backward(rpe_attention_value_reference, attn, rel_idx, table, grad_out),
+                         forward_backward(naive_rpe, attn, rel_idx, table, grad_out)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('index_dtype', [torch.int32, torch.int64])
+@pytest.mark.parametrize('bins', [1, 48, 300])
+def test_extension_matches_reference(dtype, index_dtype, bins):
+    attn, rel_idx, table = random_rpe(2, 4, 30, 200, bins, 16, dtype, index_dtype, seed=bins)
+    grad_out = torch.randn(2, 4, 30, 16, dtype=dtype)
+    got = forward_backward(rpe_attention_value, attn, rel_idx, table, grad_out)
+    want = forward_backward(rpe_attention_value_reference, attn, rel_idx, table, grad_out)
+    assert got[0].dtype == dtype and got[0].shape == (2, 4, 30, 16)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize('op', [rpe_attention_value, rpe_attention_value_reference])
+def test_gradcheck(op):
+    attn, rel_idx, table = random_rpe(2, 2, 3, 9, 5, 3, seed=2)
+    attn.requires_grad_(True)
+    table.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, t: op(a, rel_idx, t), (attn, table))
+
+
+def test_non_contiguous_inputs():
+    attn, rel_idx, table = random_rpe(1, 3, 20, 10, 6, 4, seed=3)
+    attn_t = attn.transpose(2, 3).contiguous().transpose(2, 3)
+    rel_t = rel_idx.transpose(1, 2).contiguous().transpose(1, 2)
+    torch.testing.assert_close(rpe_attention_value(attn_t, rel_t, table[:, :, :, :]),
+                               naive_rpe(attn, rel_idx, table))
+
+
+def test_empty_inputs():
+    attn, rel_idx, table = random_rpe(1, 2, 4, 0, 5, 3, seed=4)
+    out, grad_attn, grad_table = forward_backward(rpe_attention_value, attn, rel_idx, table,
+                                                  torch.ones(1, 2, 4, 3, dtype=torch.float64))
+    assert out.shape == (1, 2, 4, 3) and torch.all(out == 0)
+    assert grad_attn.shape == (1, 2, 4, 0) and torch.all(grad_table == 0)
+    attn, rel_idx, table = random_rpe(1, 2, 0, 6, 5, 3, seed=5)
+    assert rpe_attention_value(attn, rel_idx, table).shape == (1, 2, 0, 3)
+
+
+def bad(attn=None, rel_idx=None, table=None):
+    good = random_rpe(1, 2, 3, 4, 5, 6, dtype=torch.float32)
+    return tuple(new if new is not None else old for new, old in zip((attn, rel_idx, table), good))
+
+
+@pytest.mark.parametrize('args, error, match', [
+    (bad(rel_idx=torch.full((1, 3, 4, 3), 5)), ValueError, r'rel_idx must lie in \[0, 5\)'),
+    (bad(rel_idx=torch.full((1, 3, 4, 3), -1)), ValueError, r'rel_idx must lie in \[0, 5\)'),
+    (bad(rel_idx=torch.zeros(1, 3, 4, 3)), TypeError, 'rel_idx must be int32 or int64'),
+    (bad(rel_idx=torch.zeros(1, 3, 5, 3, dtype=torch.long)), ValueError, r'rel_idx must be \[B, Nq, Ns, 3\]'),
+    (bad(attn=torch.rand(1, 2, 3, 4, dtype=torch.float16)), TypeError, 'attn must be float32 or float64'),
+    (bad(attn=torch.rand(2, 3, 4)), ValueError, r'attn must be \[B, H, Nq, Ns\]'),
+    (bad(table=torch.rand(3, 5, 2, 6, dtype=torch.float64)), TypeError, 'table must be float32'),
+    (bad(table=torch.rand(3, 5, 3, 6)), ValueError, 'with H = 2'),
+    (bad(table=torch.rand(2, 5, 2, 6)), ValueError, r'table must be \[3, L, H, D\]'),
+])
+def test_bad_input_raises(args, error, match):
+    with pytest.raises(error, match=match):
+        rpe_attention_value(*args)
+
+
+def test_extension_checks_range_itself():
+    attn, rel_idx, table = random_rpe(1, 2, 3, 4, 5, 6)
+    with pytest.raises(ValueError, match=r'rel_idx must lie in \[0, 5\)'):
+        ext_loader.load_ext().rpe_attention_value_forward(attn, rel_idx + 5, table)
+
+
+def test_reference_fallback(monkeypatch):
+    monkeypatch.setattr(rpe_module, 'load_ext', lambda: None)
+    attn, rel_idx, table = random_rpe(1, 2, 3, 4, 5, 6, seed=10)
+    torch.testing.assert_close(rpe_attention_value(attn, rel_idx, table), naive_rpe(attn, rel_idx, table))
+    with pytest.raises(ValueError, match=r'rel_idx must lie in \[0, 5\)'):
+        rpe_attention_value(attn, rel_idx + 5, table)
+
+
+@cuda
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('index_dtype', [torch.int32, torch.int64])
+@pytest.mark.parametrize('bins', [48, 5000])  # 5000 bins x 8 heads overflow one shared-memory chunk
+def test_cuda_matches_cpu_and_reference(dtype, index_dtype, bins):
+    attn, rel_idx, table = random_rpe(2, 8, 40, 700, bins, 32, dtype, index_dtype, seed=6)
+    grad_out = torch.randn(2, 8, 40, 32, dtype=dtype)
+    cpu = forward_backward(rpe_attention_value, attn, rel_idx, table, grad_out)
+    args = [t.cuda() for t in (attn, rel_idx, table, grad_out)]
+    for results in (forward_backward(rpe_attention_value, *args),
+                    forward_backward(rpe_attention_value_reference, *args)):
+        assert all(r.is_cuda for r in results)
+        for got, want in zip(results, cpu):
+            torch.testing.assert_close(got.cpu(), want)
+
+
+@cuda
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_half_types(dtype):
+    attn, rel_idx, table = random_rpe(1, 8, 50, 2000, 48, 32, torch.float64, seed=7)
+    grad_out = torch.randn(1, 8, 50, 32, dtype=torch.float64)
+    exact = forward_backward(rpe_attention_value_reference, attn, rel_idx, table, grad_out)
+    half = forward_backward(rpe_attention_value, attn.cuda().to(dtype), rel_idx.cuda(),
+                            table.cuda().to(dtype), grad_out.cuda().to(dtype))
+    for got, want in zip(half, exact):
+        assert got.dtype == dtype
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got.double().cpu() / scale, want / scale, atol=2e-2, rtol=0)
+
+
+@cuda
+def test_cuda_gradcheck_and_empty():
+    attn, rel_idx, table = random_rpe(2, 2, 3, 9, 5, 3, seed=8)
+    attn, rel_idx, table = attn.cuda().requires_grad_(True), rel_idx.cuda(), table.cuda().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, t: rpe_attention_value(a, rel_idx, t), (attn, table))
+    attn, rel_idx, table = (t.cuda() for t in random_rpe(1, 2, 4, 0, 5, 3, seed=9))
+    assert torch.all(rpe_attention_value(attn, rel_idx, table) == 0)
+    with pytest.raises(ValueError, match='one device'):
+        rpe_attention_value(attn, rel_idx.cpu(), table)

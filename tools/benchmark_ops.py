@@ -1,0 +1,188 @@
+"""Time the extension ops against their pure-PyTorch references at ScanNet size.
+
+    python tools/benchmark_ops.py [--device cpu|cuda] [--json OUT] [--repeats 20]
+
+Workloads: 150k points of a synthetic room (floor, walls, furniture boxes)
+voxelized at 2 cm; voxel_pool of C = 32 features into those voxels; the RPE
+value term for 1 scene x 8 heads x 400 queries x 2,000 superpoints x 32 dims,
+L = 48. Each line gives the median time of both in one run (after warm-up,
+with torch.cuda.synchronize on CUDA) and their ratio. Peak memory is the
+largest allocation above what was allocated before the call
+(torch.cuda.max_memory_allocated); it is not measured on the CPU, where torch
+has no allocator statistics.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import tempfile
+import time
+
+import torch
+
+from ikne_plugin.ops import ext_loader
+from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
+from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
+from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
+
+VOXEL_SIZE = 0.02  # metres (DESIGN.md section 3)
+
+
+def synthetic_room(num_points, generator):
+    """[N, 3] points on the surfaces of an 8 x 6 x 3 m room with 12 boxes in it."""
+    lo, hi = torch.tensor([0.0, 0.0, 0.0]), torch.tensor([8.0, 6.0, 3.0])
+    boxes = [(lo, hi)]
+    for _ in range(12):
+        size = torch.rand(3, generator=generator) * torch.tensor([1.5, 1.5, 1.2]) + 0.3
+        corner = torch.rand(3, generator=generator) * (hi - size) * torch.tensor([1, 1, 0])
+        boxes.append((corner, corner + size))
+    per_box = num_points // len(boxes)
+    points = []
+    for box_lo, box_hi in boxes:
+        count = per_box + (num_points - per_box * len(boxes) if box_lo is lo else 0)
+        p = box_lo + torch.rand(count, 3, generator=generator) * (box_hi - box_lo)
+        axis = torch.randint(0, 3, (count,), generator=generator)
+        side = torch.randint(0, 2, (count,), generator=generator).bool()
+        rows = torch.arange(count)
+        p[rows, axis] = torch.where(side, box_hi[axis], box_lo[axis])  # onto a face
+        points.append(p + 0.003 * torch.randn(count, 3, generator=generator))
+    return torch.cat(points).clamp(min=0)
+
+
+def spin_up(device, seconds=1.0):
+    """Keep the GPU busy for a while so that it runs at its working clocks."""
+    x = torch.randn(4096, 4096, device=device)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        x = (x @ x).tanh_()
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn, device, repeats, warmup=3):
+    """(median seconds, peak extra bytes or None) of fn()."""
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    peak = None
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        sync()
+        peak = torch.cuda.max_memory_allocated(device) - before
+    return statistics.median(times), peak
+
+
+def room_coords(device, generator):
+    """(batch 0, x, y, z) voxel indices of 150k room points at 2 cm."""
+    xyz = torch.floor(synthetic_room(150_000, generator) / VOXEL_SIZE).long()
+    return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.long), xyz], 1).to(device)
+
+
+def bench_voxelize(device, generator):
+    coords = room_coords(device, generator)
+    num_voxels = voxelize(coords)[0].shape[0]
+    label = f'voxelize 150k pts -> {num_voxels} voxels'
+    return [
+        (label + ' vs torch.unique', lambda: voxelize(coords),
+         lambda: torch.unique(coords, dim=0, return_inverse=True)),
+        (label + ' vs voxelize_reference', lambda: voxelize(coords),
+         lambda: voxelize_reference(coords)),
+    ]
+
+
+def bench_voxel_pool(device, generator):
+    voxel_coords, p2v = voxelize(room_coords(device, generator))
+    m = voxel_coords.shape[0]
+    feats = torch.randn(len(p2v), 32, generator=generator).to(device)
+    cases = []
+    for mode in ('mean', 'max'):
+        cases.append((f'voxel_pool {mode} C=32 fwd', lambda mode=mode: voxel_pool(feats, p2v, m, mode),
+                      lambda mode=mode: voxel_pool_reference(feats, p2v, m, mode)))
+        cases.append((f'voxel_pool {mode} C=32 fwd+bwd',
+                      forward_backward(lambda f, mode=mode: voxel_pool(f, p2v, m, mode), feats),
+                      forward_backward(lambda f, mode=mode: voxel_pool_reference(f, p2v, m, mode), feats)))
+    return cases
+
+
+def bench_rpe(device, generator):
+    heads, queries, keys, dim, bins = 8, 400, 2000, 32, 48
+    attn = torch.randn(1, heads, queries, keys, generator=generator).softmax(-1).to(device)
+    rel_idx = torch.randint(0, bins, (1, queries, keys, 3), generator=generator).to(device)
+    table = torch.randn(3, bins, heads, dim, generator=generator).to(device)
+    label = f'rpe_attention_value {heads}h x {queries}q x {keys}s x {dim}d L={bins}'
+    return [
+        (label + ' fwd', lambda: rpe_attention_value(attn, rel_idx, table),
+         lambda: rpe_attention_value_reference(attn, rel_idx, table)),
+        (label + ' fwd+bwd',
+         forward_backward(lambda a, t: rpe_attention_value(a, rel_idx, t), attn, table),
+         forward_backward(lambda a, t: rpe_attention_value_reference(a, rel_idx, t), attn, table)),
+    ]
+
+
+def forward_backward(op, *inputs):
+    """A closure: op on fresh leaves of inputs, then backward of the sum."""
+    leaves = [x.detach().requires_grad_(True) for x in inputs]
+
+    def run():
+        out = op(*leaves)
+        out.backward(torch.ones_like(out))
+        for leaf in leaves:
+            leaf.grad = None
+    return run
+
+
+# Each returns [(label, op, reference)]; segment_mesh's benchmark can join this list.
+BENCHMARKS = [bench_voxelize, bench_voxel_pool, bench_rpe]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--json', help='also write the results to this JSON file')
+    parser.add_argument('--repeats', type=int, default=20)
+    args = parser.parse_args()
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available')
+    if ext_loader.load_ext() is None:
+        parser.error('ikne_plugin._ext is not built: the numbers would compare the reference with itself')
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
+    print(f'device: {name}; torch {torch.__version__}; median of {args.repeats} after warm-up')
+    header = f'{"op":64s} {"ext ms":>9s} {"ref ms":>9s} {"speedup":>8s} {"ext MB":>8s} {"ref MB":>8s} {"mem":>6s}'
+    print(header)
+    if device.type == 'cuda':
+        spin_up(device)
+    results = []
+    for bench in BENCHMARKS:
+        for label, op, reference in bench(device, torch.Generator().manual_seed(0)):
+            op_time, op_peak = time_call(op, device, args.repeats)
+            ref_time, ref_peak = time_call(reference, device, args.repeats)
+            row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
+                       ext_peak_mb=None if op_peak is None else op_peak / 2**20,
+                       ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
+            row['mem_ratio'] = (row['ext_peak_mb'] / row['ref_peak_mb']
+                                if op_peak is not None and ref_peak else None)
+            results.append(row)
+            mem = ('' if op_peak is None else
+                   f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
+            print(f'{label:64s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{mem}')
+    if args.json:
+        payload = dict(device=name, torch=torch.__version__, repeats=args.repeats, results=results)
+        directory = os.path.dirname(os.path.abspath(args.json))
+        with tempfile.NamedTemporaryFile('w', dir=directory, suffix='.tmp', delete=False) as file:
+            json.dump(payload, file, indent=2)
+        os.replace(file.name, args.json)
+
+
+if __name__ == '__main__':
+    main()
