@@ -1,9 +1,10 @@
 """Loading checkpoints safely and strictly.
 
-torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses the few
-plain-data classes mmengine 0.10.7 puts in its checkpoints (its ``HistoryBuffer``, numpy
-arrays in the message hub), so resuming fails. Instead of turning the safety off we
-allow-list exactly those classes.
+torch >= 2.6 unpickles with ``weights_only=True`` by default, which refuses what
+mmengine 0.10.7 puts in its checkpoints besides tensors (its ``HistoryBuffer``, numpy
+arrays in the message hub, and references to the buffer's statistics functions, which
+unpickle through ``getattr``), so resuming fails. Instead of turning the safety off we
+allow-list the plain-data classes and stop pickling the function references.
 """
 import os
 import pickle
@@ -13,9 +14,16 @@ import numpy as np
 import torch
 
 
+def _history_buffer_state(buffer):
+    """``HistoryBuffer`` state without its statistics functions, which ``__setstate__``
+    restores from the class anyway (only custom registered statistics would be lost)."""
+    return {k: v for k, v in buffer.__dict__.items() if k != 'statistics_methods'}
+
+
 def allow_mmengine_checkpoint_globals():
-    """Let ``torch.load(weights_only=True)`` read mmengine's own checkpoints."""
+    """Let ``torch.load(weights_only=True)`` read the checkpoints mmengine writes from now on."""
     from mmengine.logging import HistoryBuffer
+    HistoryBuffer.__getstate__ = _history_buffer_state
     safe = [HistoryBuffer, np._core.multiarray._reconstruct, np._core.multiarray.scalar,
             np.ndarray, np.dtype]
     safe += [type(np.dtype(t)) for t in ('f2', 'f4', 'f8', 'i1', 'i2', 'i4', 'i8', 'u1', 'u2',

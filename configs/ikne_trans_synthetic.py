@@ -1,0 +1,47 @@
+# IKNE (transformer) on the embedded synthetic ScanNet-format rooms, sized for a 2-core CPU
+# (`make demo`). Inherits the ScanNet recipe and shrinks data, model and schedule:
+# the rooms' vertices are about 9 cm apart, so voxels are coarser than ScanNet's 2 cm.
+_base_ = ['./ikne_trans_scannet.py']
+
+data_root = 'data/synthetic_scannet/'
+voxel_size = 0.15
+
+model = dict(
+    voxel_size=voxel_size,
+    min_spatial_shape=32,
+    backbone=dict(channels=(16, 32, 48, 64), num_blocks=1),
+    head=dict(
+        in_channels=16,
+        num_queries=48,
+        num_layers=3,
+        d_model=64,
+        num_heads=4,
+        ffn_dim=128,
+        rpe_bin_size=0.2,
+        criterion=dict(isg_loss=dict(rank=16))))
+
+train_pipeline = [
+    dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
+         load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
+    dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
+         with_mask_3d=True, with_seg_3d=True),
+    dict(type='LoadSuperPointsFromFile'),
+    dict(type='PointSegClassMapping'),
+    dict(type='RandomJitterFlipRotate', jitter_std=0.1, flip_x_prob=0.5),
+    dict(type='RandomColorShift', std=0.1),
+    dict(type='PackInstanceSegInputs', with_normals=False),
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=2,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(optimizer=dict(lr=1e-3))
+max_epochs = 60
+param_scheduler = dict(end=max_epochs)
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+default_hooks = dict(logger=dict(interval=10),
+                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+randomness = dict(seed=0)

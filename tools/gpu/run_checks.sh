@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# On a bare GPU machine, from the repository root with the bundle in .gpu/ (shared/device/README.md):
+# set the environment up, build ikne_plugin._ext with CUDA, run the tests (CUDA ones included)
+# and the benchmarks. Logs and JSON results go to $OUT (default: gpu_results/).
+#   bash tools/gpu/run_checks.sh [pytest selection ...]
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-gpu_results}
+mkdir -p "$OUT"
+bash tools/gpu/setup_gpu_env.sh .gpu || exit 1
+export PYTHONPATH=/tmp/site:/tmp/mmcv:$PWD PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+
+rm -f ikne_plugin/_ext*.so  # never a CPU-only build carried from elsewhere
+t0=$(date +%s)
+TORCH_CUDA_ARCH_LIST="$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')" \
+  FORCE_CUDA=1 MAX_JOBS=$(nproc) python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1 \
+  || { tail -60 "$OUT/build.log"; exit 1; }
+echo "extension built with CUDA in $(( $(date +%s) - t0 )) s"
+
+python3 -m pytest -q -p no:cacheprovider "${@:-tests}" 2>&1 | tee "$OUT/tests.log"
+python3 tools/benchmark_ops.py --device cuda --json "$OUT/benchmark_ops.json" 2>&1 | tee "$OUT/benchmark_ops.log"
