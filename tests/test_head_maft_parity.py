@@ -13,7 +13,7 @@ import pytest
 import torch
 from mmdet3d.registry import MODELS
 
-from ikne_plugin.models.heads import maft_decoder_key_to_head_key, maft_head_state_dict
+from ikne_plugin.models.maft_compat import maft_decoder_key_to_head_key, maft_head_state_dict
 
 DATA = Path(__file__).parent / 'data'
 

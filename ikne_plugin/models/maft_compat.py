@@ -6,6 +6,9 @@ official IKNE release keeps those names. One function per part, so a checkpoint 
 their union.
 """
 from collections import OrderedDict
+from typing import Dict, Mapping, Optional
+
+import torch
 
 MAFT_BACKBONE_MODULES = ('input_conv', 'unet', 'output_layer')
 
@@ -30,5 +33,51 @@ def maft_backbone_state_dict(maft_state_dict, prefix='backbone.'):
     if not renamed:
         raise ValueError(f'no MAFT backbone entries (names starting with '
                          f'{", ".join(MAFT_BACKBONE_MODULES)}) in this state dict; '
+                         f'first names: {list(maft_state_dict)[:5]}')
+    return renamed
+
+
+# MAFT state-dict prefix -> our parameter prefix (longest MAFT prefixes first).
+_MAFT_DECODER_PREFIXES = (
+    ('decoder.decoder.layers.', 'layers.'),
+    ('decoder.decoder.norm.', 'output_norm.'),
+    ('decoder.decoder.position_embedding.', 'query_pos_encoding.'),
+    ('decoder.decoder.ref_point_head.', 'query_pos_mlp.'),
+    ('decoder.decoder.bbox_embed.', 'center_refine_mlp.'),
+    ('decoder.input_proj.', 'input_proj.'),
+    ('decoder.refpoint_embed.', 'query_ref_points.'),
+    ('decoder.key_position_embedding.', 'key_pos_encoding.'),
+    ('decoder.out_cls.', 'cls_head.'),
+    ('decoder.out_score.', 'score_head.'),
+    ('decoder.out_bbox.', 'center_head.'),
+    ('decoder.x_mask.', 'mask_feat_proj.'),
+)
+
+
+def maft_decoder_key_to_head_key(name: str) -> Optional[str]:
+    """Name in ``IKNETransformerHead`` of a MAFT/IKNE checkpoint entry.
+
+    ``decoder.X`` entries map to head parameters/buffers of the same shape (the RPE
+    tables keep MAFT's ``[heads, head_dim, 3 * bins]`` layout). ``criterion.*`` entries
+    (``class_weight``, ``loss_weight``, ``matcher.cost_weight``) are constants that our
+    criterion takes from its config: returns None for them (drop). Anything else is not
+    a head entry: ValueError.
+    """
+    if name.startswith('criterion.'):
+        return None
+    for maft_prefix, head_prefix in _MAFT_DECODER_PREFIXES:
+        if name.startswith(maft_prefix):
+            return head_prefix + name[len(maft_prefix):]
+    raise ValueError(f"{name!r} is not a MAFT decoder or criterion entry (expected 'decoder.*' or 'criterion.*')")
+
+
+def maft_head_state_dict(maft_state_dict: Mapping[str, torch.Tensor], prefix: str = 'head.') -> Dict[str, torch.Tensor]:
+    """MAFT's ``decoder.*`` entries renamed ``prefix`` + our name (``criterion.*`` dropped,
+    other entries ignored): loads into an ``IKNETransformerHead`` of the same sizes
+    (``prefix=''``) or into ``IKNE`` (``'head.'``)."""
+    renamed = {prefix + maft_decoder_key_to_head_key(k): v for k, v in maft_state_dict.items()
+               if k.startswith('decoder.')}
+    if not renamed:
+        raise ValueError(f"no MAFT decoder entries (names starting with 'decoder.') in this state dict; "
                          f'first names: {list(maft_state_dict)[:5]}')
     return renamed
