@@ -1,40 +1,8 @@
 """ScanNet v2 instance segmentation dataset over the converter's info files.
 
-Example pipelines (the configs' own; ``use_dim=[0, 1, 2, 3, 4, 5]`` and
-``with_normals=False`` for 6 input channels, ``use_dim=9`` and ``with_normals=True`` for 9)::
-
-    train_pipeline = [
-        dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
-             load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
-        dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
-             with_mask_3d=True, with_seg_3d=True),
-        dict(type='LoadSuperPointsFromFile'),
-        dict(type='PointSegClassMapping'),
-        dict(type='RandomJitterFlipRotate', jitter_std=0.1, flip_x_prob=0.5),
-        dict(type='RandomColorShift', std=0.1),
-        dict(type='ElasticDistortion', voxel_size=0.02,
-             granularity_magnitude=((6, 40), (20, 160))),
-        dict(type='ShrinkingWindowCrop', max_npoint=250000),
-        dict(type='PackInstanceSegInputs', with_normals=False),
-    ]
-    val_pipeline = [  # no augmentation, no crop; eval_ann_info carries gt_ids
-        dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
-             load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
-        dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
-             with_mask_3d=True, with_seg_3d=True),
-        dict(type='LoadSuperPointsFromFile'),
-        dict(type='PointSegClassMapping'),
-        dict(type='PackInstanceSegInputs', with_normals=False),
-    ]
-    test_pipeline = [  # the test split has no labels
-        dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
-             load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
-        dict(type='LoadSuperPointsFromFile'),
-        dict(type='PackInstanceSegInputs', with_normals=False),
-    ]
-    train_dataloader = dict(dataset=dict(
-        type='IKNEScanNetDataset', data_root='data/scannet',
-        ann_file='scannet_infos_train.pkl', pipeline=train_pipeline))
+The pipelines that go with it (training augmentation, the un-augmented val/test pipeline)
+are in ``configs/_base_/datasets/scannet_instance.py``. The test split has no labels: its
+pipeline is ``LoadPointsFromFile``, ``LoadSuperPointsFromFile``, ``PackInstanceSegInputs``.
 """
 import os
 
