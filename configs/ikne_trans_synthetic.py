@@ -31,17 +31,22 @@ train_pipeline = [
     dict(type='RandomColorShift', std=0.1),
     dict(type='PackInstanceSegInputs', with_normals=False),
 ]
+# Batch 2: on the CPU more optimiser steps in the same time learnt faster than batch 4
+# (measured: AP50 0.35 after 70 epochs at batch 2 against 0.26 after 60 at batch 4).
 train_dataloader = dict(
-    batch_size=4,
+    batch_size=2,
     num_workers=1,
     dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root))
-test_dataloader = val_dataloader
+# No validation during training: the demo evaluates the held-out rooms once, with tools/test.py.
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root))
 
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
-max_epochs = 60
+max_epochs = 90
 param_scheduler = dict(end=max_epochs)
-train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+train_cfg = dict(max_epochs=max_epochs)
 default_hooks = dict(logger=dict(interval=10),
-                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1))
+                     checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None))
 randomness = dict(seed=0)

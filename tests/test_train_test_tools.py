@@ -38,13 +38,11 @@ def run_tool(name, *args):
 
 def tiny_options(data_root, max_epochs):
     return ['--cfg-options', f'train_dataloader.dataset.data_root={data_root}',
-            f'val_dataloader.dataset.data_root={data_root}',
             f'test_dataloader.dataset.data_root={data_root}',
             'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-            'val_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'test_dataloader.num_workers=0',
             'test_dataloader.persistent_workers=False', f'train_cfg.max_epochs={max_epochs}',
-            f'train_cfg.val_interval={max_epochs}', 'default_hooks.checkpoint.interval=1',
+            'default_hooks.checkpoint.interval=1',
             'default_hooks.checkpoint.max_keep_ckpts=3', 'default_hooks.logger.interval=1']
 
 
@@ -107,5 +105,6 @@ def test_synthetic_config_inherits_the_scannet_recipe():
     assert synthetic.model.head.criterion.matcher == scannet.model.head.criterion.matcher
     assert synthetic.model.head.criterion.ika_loss == scannet.model.head.criterion.ika_loss
     assert synthetic.optim_wrapper.optimizer.type == 'AdamW'
-    assert synthetic.val_evaluator == scannet.val_evaluator
+    assert synthetic.test_evaluator == scannet.test_evaluator
+    assert synthetic.test_dataloader.dataset.pipeline == scannet.test_dataloader.dataset.pipeline
     assert synthetic.param_scheduler.end == synthetic.train_cfg.max_epochs
