@@ -7,7 +7,6 @@ DEPS   := $(VENV)/.deps-stamp
 EXT    := $(VENV)/.ext-stamp
 REQS   := $(wildcard requirements/*.txt)
 CSRC   := $(shell find ops/csrc -name '*.cpp' -o -name '*.cu' -o -name '*.h' 2>/dev/null)
-MODEL  ?= trans
 
 .PHONY: env test demo clean-env
 
@@ -16,7 +15,7 @@ env: $(EXT)
 # Third-party stack; re-runs only when a requirement file changes.
 $(DEPS): $(REQS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q pip==26.3
 	$(PIP) install -r requirements/build.txt
 	# mmcv 2.1.0's setup.py imports pkg_resources (gone from setuptools >= 70); torch 2.13 wants >= 77 back.
 	$(PIP) install "setuptools<70"
@@ -36,7 +35,7 @@ test: env
 	$(PY) -m pytest -q tests
 
 demo: env
-	PYTHON=$(PY) MODEL=$(MODEL) bash tools/demo.sh
+	PYTHON=$(PY) bash tools/demo.sh
 
 clean-env:
 	rm -rf $(VENV)
