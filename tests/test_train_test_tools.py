@@ -108,3 +108,14 @@ def test_synthetic_config_inherits_the_scannet_recipe():
     assert synthetic.test_evaluator == scannet.test_evaluator
     assert synthetic.test_dataloader.dataset.pipeline == scannet.test_dataloader.dataset.pipeline
     assert synthetic.param_scheduler.end == synthetic.train_cfg.max_epochs
+
+
+def test_unknown_component_type_names_the_registry_and_its_types(data_root, tmp_path):
+    options = tiny_options(data_root, 1)
+    options.append('model.head.type=IKNETransformerHaed')
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool('train', CONFIG, '--work-dir', tmp_path, *options)
+    message = str(exit_info.value)
+    assert "'IKNETransformerHaed' is not a type in the mmdet3d::model registry" in message
+    assert 'Did you mean IKNETransformerHead' in message
+    assert 'SpConvUNet' in message and 'IKNECriterion' in message  # the registry's types

@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from ikne_plugin.utils import atomic_write, load_model_checkpoint, setup_runner_cfg
+from ikne_plugin.utils import atomic_write, load_model_checkpoint, run_tool, setup_runner_cfg
 
 
 def parse_args():
@@ -50,4 +50,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)

@@ -10,7 +10,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from ikne_plugin.utils import setup_runner_cfg
+from ikne_plugin.utils import run_tool, setup_runner_cfg
 
 
 def parse_args():
@@ -53,4 +53,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_tool(main)
