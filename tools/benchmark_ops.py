@@ -14,9 +14,7 @@ has no allocator statistics.
 import argparse
 import json
 import math
-import os
 import statistics
-import tempfile
 import time
 
 import torch
@@ -25,6 +23,7 @@ from ikne_plugin.ops import ext_loader
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
+from ikne_plugin.utils import atomic_write
 
 VOXEL_SIZE = 0.02  # metres (DESIGN.md section 3)
 
@@ -178,10 +177,7 @@ def main():
             print(f'{label:64s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{mem}')
     if args.json:
         payload = dict(device=name, torch=torch.__version__, repeats=args.repeats, results=results)
-        directory = os.path.dirname(os.path.abspath(args.json))
-        with tempfile.NamedTemporaryFile('w', dir=directory, suffix='.tmp', delete=False) as file:
-            json.dump(payload, file, indent=2)
-        os.replace(file.name, args.json)
+        atomic_write(args.json, json.dumps(payload, indent=2) + '\n')
 
 
 if __name__ == '__main__':

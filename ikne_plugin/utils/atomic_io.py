@@ -3,8 +3,19 @@ import os
 import tempfile
 
 
-def atomic_write(path, data, mode='w'):
-    """Write ``data`` (str, or bytes with ``mode='wb'``) to ``path`` atomically."""
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path, data, mode='w', fsync=True):
+    """Write ``data`` (str, or bytes with ``mode='wb'``) to ``path`` atomically.
+
+    The file gets the usual permissions (0666 less the umask), not ``mkstemp``'s 0600.
+    ``fsync=False`` skips flushing to disk, for many small files whose loss in a power cut
+    only means writing them again (e.g. a benchmark submission's thousands of masks).
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -13,8 +24,10 @@ def atomic_write(path, data, mode='w'):
     try:
         with os.fdopen(fd, mode) as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from ...utils import atomic_write
 from .instance_prediction import check_instance_prediction
 
 MASK_FOLDER = 'predicted_masks'
@@ -34,9 +35,9 @@ def write_scannet_submission(out_dir, scene_names, preds):
         lines = []
         for k, (mask, label, score) in enumerate(zip(masks, labels, scores)):
             mask_path = f'{MASK_FOLDER}/{name}_{k:03d}.txt'
-            _write_atomic(os.path.join(out_dir, mask_path), _mask_text(mask))
+            atomic_write(os.path.join(out_dir, mask_path), _mask_text(mask), mode='wb', fsync=False)
             lines.append(f'{mask_path} {label} {score:.4f}\n')
-        _write_atomic(os.path.join(out_dir, f'{name}.txt'), ''.join(lines).encode())
+        atomic_write(os.path.join(out_dir, f'{name}.txt'), ''.join(lines), fsync=False)
 
 
 def _mask_text(mask):
@@ -46,14 +47,3 @@ def _mask_text(mask):
     text[:, 1] = ord('\n')
     return text.tobytes()
 
-
-def _write_atomic(path, data):
-    """Write bytes to ``path`` through a temporary file in the same folder."""
-    temporary = f'{path}.{os.getpid()}.tmp'
-    try:
-        with open(temporary, 'wb') as f:
-            f.write(data)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
