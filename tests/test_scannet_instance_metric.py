@@ -97,10 +97,20 @@ def test_takes_data_samples_directly_and_maps_custom_class_ids():
     metric = ScanNetInstanceMetric()
     metric.dataset_meta = dict(classes=names, valid_class_ids=class_ids)
     metric.process({}, [data_sample(f's{i}', *s) for i, s in enumerate(scenes)])
-    assert metric.results[0]['masks'].dtype == bool
     results = metric.compute_metrics(metric.results)
     assert_same_results(results, expected_results(scenes, class_ids, names))
     assert 'chair_ap50%' in results and 'sofa_ap' not in results
+
+
+def test_keeps_per_scene_summaries_not_masks():
+    rng = np.random.default_rng(5)
+    scenes = [random_scene(rng, num_points=100_000) for _ in range(3)]
+    metric = ScanNetInstanceMetric()
+    metric.process({}, [data_sample(f's{i}', *s) for i, s in enumerate(scenes)])
+    kept = sum(value.nbytes for result in metric.results for value in result.values())
+    masks = sum(s[1].nbytes for s in scenes)
+    assert kept < masks / 20, (kept, masks)
+    assert_same_results(metric.compute_metrics(metric.results), expected_results(scenes))
 
 
 def test_writes_the_submission_and_format_only_needs_no_gt(tmp_path):
@@ -137,11 +147,10 @@ def test_clear_errors():
     with pytest.raises(KeyError, match=r"scene scene0000_00: .*\['eval_ann_info'\]"):
         ScanNetInstanceMetric().process({}, [sample])
 
-    metric = ScanNetInstanceMetric()
-    metric.process({}, [data_sample('scene0000_00', gt_ids, masks, labels + 18, scores)])
     with pytest.raises(ValueError, match=r'scene0000_00: instance_labels must be class '
                                          r'indices in \[0, 18\)'):
-        metric.compute_metrics(metric.results)
+        ScanNetInstanceMetric().process(
+            {}, [data_sample('scene0000_00', gt_ids, masks, labels + 18, scores)])
 
     with pytest.raises(ValueError, match='pts_instance_mask must be a bool'):
         ScanNetInstanceMetric().process({}, [data_sample('scene0000_00', gt_ids,

@@ -55,30 +55,49 @@ def scannet_instance_eval(gt_ids, preds, valid_class_ids=SCANNET_INSTANCE_CLASS_
         official script would raise an IndexError (GT and predictions of a class exist
         but every prediction is ignored and no GT is matched) the AP is 0.
     """
-    class_ids, names = _checked_classes(valid_class_ids, class_names)
-    if int(min_region_size) < 1:
-        raise ValueError(f'min_region_size must be >= 1, got {min_region_size}')
     if len(gt_ids) != len(preds):
         raise ValueError(f'gt_ids has {len(gt_ids)} scenes but preds has {len(preds)}')
-    if len(gt_ids) == 0:
-        raise ValueError('no scenes to evaluate: gt_ids and preds are empty')
+    matches = [scannet_scene_matches(scene_gt_ids, pred, valid_class_ids, min_region_size,
+                                     scene=index)
+               for index, (scene_gt_ids, pred) in enumerate(zip(gt_ids, preds))]
+    return scannet_instance_ap(matches, valid_class_ids, class_names, logger)
 
-    num_classes, num_thresholds = len(class_ids), len(IOU_THRESHOLDS)
-    has_gt = np.zeros(num_classes, bool)
-    has_pred = np.zeros(num_classes, bool)
-    hard_false_negatives = np.zeros((num_classes, num_thresholds), np.int64)
-    entries = []
-    for index, (scene_gt_ids, pred) in enumerate(zip(gt_ids, preds)):
-        scene = _match_scene(*_checked_scene(index, scene_gt_ids, pred), class_ids,
-                             int(min_region_size))
+
+def scannet_scene_matches(gt_ids, pred, valid_class_ids=SCANNET_INSTANCE_CLASS_IDS,
+                          min_region_size=100, scene=0):
+    """One scene's share of the official PR curves, without its masks.
+
+    The official AP pools per-scene matches, so a caller that sees scenes one by one (the
+    metric) keeps these small summaries instead of every mask. ``gt_ids``, ``pred``,
+    ``valid_class_ids`` and ``min_region_size`` are as in :func:`scannet_instance_eval`;
+    ``scene`` (an index or a name) appears in error messages.
+    """
+    class_ids, _ = _checked_classes(valid_class_ids, None)
+    if int(min_region_size) < 1:
+        raise ValueError(f'min_region_size must be >= 1, got {min_region_size}')
+    return _match_scene(*_checked_scene(scene, gt_ids, pred), class_ids, int(min_region_size))
+
+
+def scannet_instance_ap(scene_matches, valid_class_ids=SCANNET_INSTANCE_CLASS_IDS,
+                        class_names=None, logger=None):
+    """The official AP dict (see :func:`scannet_instance_eval`) from the
+    :func:`scannet_scene_matches` of every scene, made with the same ``valid_class_ids``."""
+    class_ids, names = _checked_classes(valid_class_ids, class_names)
+    if len(scene_matches) == 0:
+        raise ValueError('no scenes to evaluate: gt_ids and preds are empty')
+    has_gt = np.zeros(len(class_ids), bool)
+    has_pred = np.zeros(len(class_ids), bool)
+    hard_false_negatives = np.zeros((len(class_ids), len(IOU_THRESHOLDS)), np.int64)
+    for scene in scene_matches:
+        if scene['hard_false_negatives'].shape != hard_false_negatives.shape:
+            raise ValueError(f'scene matches made for {len(scene["hard_false_negatives"])} '
+                             f'classes, but valid_class_ids has {len(class_ids)}')
         has_gt[scene['gt_classes']] = True
         has_pred[scene['pred_classes']] = True
         hard_false_negatives += scene['hard_false_negatives']
-        entries.append(scene['entries'])
-
-    ap = _average_precisions(np.concatenate(entries, axis=1), hard_false_negatives,
-                             has_gt, has_pred)
-    results = _summarise(ap, names)
+    entries = np.concatenate([scene['entries'] for scene in scene_matches], axis=1)
+    results = _summarise(_average_precisions(entries, hard_false_negatives, has_gt, has_pred),
+                         names)
     if logger is not None:
         print_log('\n' + format_scannet_instance_table(results, names), logger=logger)
     return results

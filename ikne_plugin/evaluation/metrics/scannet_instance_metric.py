@@ -3,8 +3,8 @@ import numpy as np
 from mmdet3d.registry import METRICS
 from mmengine.evaluator import BaseMetric
 
-from ..functional import (SCANNET_INSTANCE_CLASS_IDS, scannet_instance_eval,
-                          write_scannet_submission)
+from ..functional import (SCANNET_INSTANCE_CLASS_IDS, scannet_instance_ap,
+                          scannet_scene_matches, write_scannet_submission)
 
 
 @METRICS.register_module()
@@ -36,45 +36,52 @@ class ScanNetInstanceMetric(BaseMetric):
         self.format_only = format_only
 
     def process(self, data_batch, data_samples):
-        """Keep each scene's prediction and GT ids as compact CPU numpy arrays."""
+        """Reduce each scene at once to its share of the PR curves (and its submission
+        files), so memory does not grow with the scenes' masks."""
+        class_ids, _ = self._classes()
         for sample in data_samples:
             sample = _as_dict(sample)
             pred = _as_dict(sample['pred_pts_seg'])
-            result = dict(masks=_to_numpy(pred['pts_instance_mask']),
-                          labels=_to_numpy(pred['instance_labels']),
-                          scores=_to_numpy(pred['instance_scores']),
-                          scene_name=sample.get('scene_name', sample.get('sample_idx')))
-            if result['masks'].dtype != bool:
-                raise ValueError(f'scene {result["scene_name"]}: pred_pts_seg.pts_instance_'
-                                 f'mask must be a bool [K, N] tensor, got '
-                                 f'{result["masks"].dtype}')
-            if not self.format_only:
+            name = sample.get('scene_name', sample.get('sample_idx'))
+            masks = _to_numpy(pred['pts_instance_mask'])
+            if masks.dtype != bool:
+                raise ValueError(f'scene {name}: pred_pts_seg.pts_instance_mask must be a '
+                                 f'bool [K, N] tensor, got {masks.dtype}')
+            pred = dict(masks=masks,
+                        labels=_nyu40_ids(name, _to_numpy(pred['instance_labels']), class_ids),
+                        scores=_to_numpy(pred['instance_scores']))
+            if self.format_only:
+                self.results.append(name)
+            else:
                 if 'gt_ids' not in (sample.get('eval_ann_info') or {}):
-                    raise KeyError(f'scene {result["scene_name"]}: ScanNetInstanceMetric '
-                                   f"needs data_sample['eval_ann_info']['gt_ids'] (packed "
-                                   f'by the val/test pipeline)')
-                result['gt_ids'] = _to_numpy(sample['eval_ann_info']['gt_ids'])
-            self.results.append(result)
+                    raise KeyError(f'scene {name}: ScanNetInstanceMetric needs '
+                                   f"data_sample['eval_ann_info']['gt_ids'] (packed by the "
+                                   f'val/test pipeline)')
+                self.results.append(scannet_scene_matches(
+                    _to_numpy(sample['eval_ann_info']['gt_ids']), pred, class_ids, scene=name))
+            if self.submission_prefix is not None:
+                write_scannet_submission(self.submission_prefix, [_scene_file_name(name)],
+                                         [pred])
 
     def compute_metrics(self, results):
         """Official AP of all processed scenes; logs the per-class table."""
-        meta = self.dataset_meta or {}
-        class_ids = np.asarray(meta.get('valid_class_ids', SCANNET_INSTANCE_CLASS_IDS))
-        # The default ids keep ScanNet's names (stable keys); other ids take the dataset's.
-        custom_ids = tuple(class_ids.tolist()) != SCANNET_INSTANCE_CLASS_IDS
-        class_names = meta.get('classes') if custom_ids else None
-        if class_names is not None and len(class_names) != len(class_ids):
-            class_names = None  # e.g. the 20 semantic classes: 'nyu40_<id>' names
-        preds = [dict(masks=r['masks'], labels=_nyu40_ids(r, class_ids), scores=r['scores'])
-                 for r in results]
-        if self.submission_prefix is not None:
-            write_scannet_submission(self.submission_prefix,
-                                     [_scene_file_name(r) for r in results], preds)
         if self.format_only:
             return {}
-        return scannet_instance_eval([r['gt_ids'] for r in results], preds,
-                                     valid_class_ids=class_ids, class_names=class_names,
-                                     logger='current')
+        class_ids, class_names = self._classes()
+        return scannet_instance_ap(results, class_ids, class_names, logger='current')
+
+    def _classes(self):
+        """The evaluated NYU40 ids (``dataset_meta['valid_class_ids']``, default ScanNet's
+        18) and their names: ScanNet's for the default ids (stable keys), else the
+        dataset's ``classes`` when there is one per id."""
+        meta = self.dataset_meta or {}
+        class_ids = np.asarray(meta.get('valid_class_ids', SCANNET_INSTANCE_CLASS_IDS))
+        if tuple(class_ids.tolist()) == SCANNET_INSTANCE_CLASS_IDS:
+            return class_ids, None
+        class_names = meta.get('classes')
+        if class_names is not None and len(class_names) != len(class_ids):
+            class_names = None  # e.g. the 20 semantic classes: 'nyu40_<id>' names
+        return class_ids, class_names
 
 
 def _as_dict(item):
@@ -87,21 +94,18 @@ def _to_numpy(value):
     return value.detach().cpu().numpy() if hasattr(value, 'detach') else np.asarray(value)
 
 
-def _nyu40_ids(result, class_ids):
+def _nyu40_ids(scene, labels, class_ids):
     """The scene's class indices 0..C-1 as NYU40 ids."""
-    labels = result['labels']
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f'scene {result["scene_name"]}: instance_labels must be integer '
-                         f'class indices, got {labels.dtype}')
+        raise ValueError(f'scene {scene}: instance_labels must be integer class indices, '
+                         f'got {labels.dtype}')
     if labels.size and (labels.min() < 0 or labels.max() >= len(class_ids)):
-        raise ValueError(f'scene {result["scene_name"]}: instance_labels must be class '
-                         f'indices in [0, {len(class_ids)}), got {labels.min()}..'
-                         f'{labels.max()}')
+        raise ValueError(f'scene {scene}: instance_labels must be class indices in '
+                         f'[0, {len(class_ids)}), got {labels.min()}..{labels.max()}')
     return class_ids[labels]
 
 
-def _scene_file_name(result):
-    name = result['scene_name']
+def _scene_file_name(name):
     if not isinstance(name, str):
         raise ValueError(f'writing a submission needs scene names (metainfo scene_name or '
                          f'a str sample_idx), got {name!r}')
