@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from numpy.lib.recfunctions import repack_fields
 
 from ikne_plugin.datasets import scannet_converter
 from ikne_plugin.datasets.label_map import VALID_CLASS_IDS, read_label_map
@@ -217,16 +218,20 @@ def _corrupt(root, scene_dir, scene, case):
     if case == 'nan_coordinates':
         vertex['y'][5] = np.nan
         message = 'NaN'
+    elif case == 'no_colours':
+        vertex = repack_fields(vertex[['x', 'y', 'z']])
+        message = "vertex properties ['red', 'green', 'blue'] missing"
     else:  # no vertices
         vertex, faces = vertex[:0], faces[:0]
-        message = 'no vertices'
+        message = 'has no points'
     from ikne_plugin.datasets.ply import write_ply
     write_ply(mesh, vertex, faces)
     return mesh, message
 
 
 @pytest.mark.parametrize('case', ['truncated_ply', 'garbage_ply', 'bad_json', 'missing_segment',
-                                  'unknown_label', 'nan_coordinates', 'no_vertices'])
+                                  'unknown_label', 'nan_coordinates', 'no_colours',
+                                  'no_vertices'])
 def test_bad_scene_is_reported_and_others_finish(raw_root, tmp_path, capsys, case):
     root = _copy_root(raw_root, tmp_path)
     bad_file, message = _corrupt(root, os.path.join(root, 'train'), 'scene0001_00', case)

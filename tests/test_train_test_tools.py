@@ -78,7 +78,8 @@ def test_train_resume_and_test(data_root, tmp_path):
 def test_test_refuses_a_checkpoint_of_another_model(data_root, tmp_path):
     ckpt = tmp_path / 'other.pth'
     torch.save({'state_dict': {'backbone.something.weight': torch.zeros(3)}}, ckpt)
-    with pytest.raises(ValueError, match='does not fit this model.*missing.*unexpected'):
+    with pytest.raises(SystemExit, match='error: checkpoint .*other.pth does not fit this model'
+                       '.*missing.*unexpected'):
         run_tool('test', CONFIG, ckpt, '--work-dir', tmp_path, *tiny_options(data_root, 1))
 
 
@@ -86,7 +87,8 @@ def test_test_refuses_a_truncated_checkpoint(data_root, tmp_path):
     ckpt = tmp_path / 'truncated.pth'
     torch.save({'state_dict': {'w': torch.zeros(1000)}}, ckpt)
     ckpt.write_bytes(ckpt.read_bytes()[:500])
-    with pytest.raises(ValueError, match='truncated.pth.*truncated, corrupt'):
+    with pytest.raises(SystemExit, match='error: cannot read checkpoint .*truncated.pth: it is '
+                       'truncated, corrupt'):
         run_tool('test', CONFIG, ckpt, '--work-dir', tmp_path, *tiny_options(data_root, 1))
 
 

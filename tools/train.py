@@ -5,12 +5,11 @@
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
-from ikne_plugin.utils import run_tool, setup_runner_cfg
+from ikne_plugin.utils import check_resume_checkpoint, run_tool, setup_runner_cfg
 
 
 def parse_args():
@@ -49,6 +48,10 @@ def main():
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     runner = Runner.from_cfg(cfg)
+    if cfg.resume:  # refuse an unusable checkpoint here, with its name and the problem
+        resume_from = cfg.load_from or find_latest_checkpoint(cfg.work_dir)
+        if resume_from is not None:
+            check_resume_checkpoint(runner.model, resume_from)
     runner.train()
 
 

@@ -7,9 +7,11 @@ Reading the whole body with ``np.frombuffer`` (no per-face Python loop) keeps a
 300k-face mesh in milliseconds, and checking the body's byte count turns a
 truncated download into a clear error instead of garbage.
 """
+import gzip
+
 import numpy as np
 
-from ..utils import atomic_write
+from ..utils import UserInputError, atomic_write
 
 # PLY scalar type names (both spellings of the spec) -> numpy type codes.
 _PLY_TYPES = {
@@ -22,21 +24,26 @@ _NUMPY_TO_PLY = {'i1': 'char', 'u1': 'uchar', 'i2': 'short', 'u2': 'ushort',
                  'i4': 'int', 'u4': 'uint', 'f4': 'float', 'f8': 'double'}
 
 
-class PlyFormatError(ValueError):
+class PlyFormatError(UserInputError):
     """A PLY file that is not a readable binary triangle mesh; the message names it."""
 
 
 def read_ply(path):
-    """Read a binary triangle-mesh PLY.
+    """Read a binary triangle-mesh PLY (gzip-compressed if the name ends with ``.gz``).
 
     Returns:
         (vertex, faces): ``vertex`` a structured numpy array with one field per vertex
         property (e.g. ``vertex['x']``), ``faces`` int64 [F, 3] (empty if the file has
         no face element).
     """
-    with open(path, 'rb') as f:
-        data = f.read()
+    with (gzip.open if str(path).endswith('.gz') else open)(path, 'rb') as f:
+        try:
+            data = f.read()
+        except (OSError, EOFError) as error:  # a damaged .gz
+            raise PlyFormatError(f'{path}: cannot decompress ({error})') from None
     end = data.find(b'end_header\n')
+    if not data:
+        raise PlyFormatError(f'{path}: empty file')
     if not data.startswith(b'ply\n') or end < 0:
         raise PlyFormatError(f'{path}: not a PLY file (no "ply" magic or "end_header")')
     header = data[:end].decode('ascii', errors='replace').splitlines()[1:]

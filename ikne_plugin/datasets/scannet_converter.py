@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ..ops import segment_mesh
-from ..utils import atomic_write
+from ..utils import UserInputError, atomic_write
 from .label_map import LABEL_MAP_FILE, VALID_CLASS_IDS, read_label_map
 from .scannet_raw import (AGGREGATION_SUFFIX, MESH_SUFFIX, SEGS_SUFFIX, ScanNetFormatError,
                           read_aggregation, read_mesh, read_segs, scene_file)
@@ -167,7 +167,7 @@ def _convert_task(task, **kwargs):
     split, scene = task
     try:
         return split, scene, convert_scene(split=split, scene=scene, **kwargs), None
-    except ScanNetFormatError as error:
+    except UserInputError as error:  # a ScanNetFormatError, or a scene check
         return split, scene, None, f'{split}/{scene}: {error}'
     except Exception:  # an unforeseen failure still must not stop the other scenes
         return split, scene, None, f'{split}/{scene}: {traceback.format_exc()}'

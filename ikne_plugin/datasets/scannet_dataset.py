@@ -12,6 +12,7 @@ from mmengine.registry import DefaultScope
 
 from .label_map import (CLASSES, SEG_CLASSES, SEG_VALID_CLASS_IDS, VALID_CLASS_IDS,
                         seg_label_mapping)
+from .scene_checks import DEFAULT_MAX_POINTS, check_points_file
 
 
 @DATASETS.register_module()
@@ -32,7 +33,9 @@ class IKNEScanNetDataset(BaseDataset):
     integer index (mmengine's convention); the scene name is ``scene_name``.
 
     Every file the infos name must exist: a missing one is reported with its path when
-    the dataset is built.
+    the dataset is built. Each scene's points file is checked when the scene is loaded
+    (``check_points_file``): an empty or truncated file, NaN or infinite coordinates, or
+    more than ``max_points`` points is refused with the file's name, before the pipeline.
 
     Args:
         data_root (str): the converter's output folder.
@@ -40,14 +43,17 @@ class IKNEScanNetDataset(BaseDataset):
         data_prefix (dict): sub-folders of the per-scene files (mmdet3d's convention).
         pipeline (list): transforms.
         test_mode (bool): True for val/test (adds ``eval_ann_info`` where labels exist).
+        max_points (int): refuse scenes with more points (memory).
     """
     METAINFO = dict(classes=CLASSES, valid_class_ids=VALID_CLASS_IDS,
                     seg_classes=SEG_CLASSES, seg_valid_class_ids=SEG_VALID_CLASS_IDS)
 
     def __init__(self, data_root, ann_file, data_prefix=dict(
             pts='points', pts_instance_mask='instance_mask', pts_semantic_mask='semantic_mask',
-            sp_pts_mask='super_points'), pipeline=(), test_mode=False, **kwargs):
+            sp_pts_mask='super_points'), pipeline=(), test_mode=False,
+            max_points=DEFAULT_MAX_POINTS, **kwargs):
         self.seg_label_mapping = seg_label_mapping()
+        self.max_points = max_points
         # the pipeline's transforms live in mmdet3d's registry: find them there even when
         # the dataset is built outside an mmdet3d-scoped Runner
         with DefaultScope.overwrite_default_scope('mmdet3d'):
@@ -65,6 +71,13 @@ class IKNEScanNetDataset(BaseDataset):
             raise FileNotFoundError(f'{len(missing)} data files listed in {self.ann_file} are '
                                     f'missing, e.g. {missing[:3]}')
         return data_list
+
+    def prepare_data(self, idx):
+        """Check the scene's points file, then run the pipeline."""
+        lidar_points = self.get_data_info(idx)['lidar_points']
+        check_points_file(lidar_points['lidar_path'], lidar_points['num_pts_feats'],
+                          self.max_points)
+        return super().prepare_data(idx)
 
     def parse_data_info(self, info):
         info = dict(info)

@@ -9,7 +9,9 @@ import os
 
 import numpy as np
 
+from ..utils import UserInputError
 from .ply import PlyFormatError, read_ply
+from .scene_checks import check_points
 
 MESH_SUFFIX = '_vh_clean_2.ply'
 LABELS_MESH_SUFFIX = '_vh_clean_2.labels.ply'
@@ -17,7 +19,7 @@ SEGS_SUFFIX = '_vh_clean_2.0.010000.segs.json'
 AGGREGATION_SUFFIX = '.aggregation.json'
 
 
-class ScanNetFormatError(ValueError):
+class ScanNetFormatError(UserInputError):
     """A raw ScanNet file with missing, malformed or inconsistent content."""
 
 
@@ -38,12 +40,8 @@ def read_mesh(path):
     missing = [n for n in ('x', 'y', 'z', 'red', 'green', 'blue') if n not in names]
     if missing:
         raise ScanNetFormatError(f'{path}: vertex properties {missing} missing')
-    if len(vertex) == 0:
-        raise ScanNetFormatError(f'{path}: the mesh has no vertices')
     xyz = np.stack([vertex['x'], vertex['y'], vertex['z']], axis=1).astype(np.float32)
-    if not np.isfinite(xyz).all():
-        raise ScanNetFormatError(f'{path}: {int((~np.isfinite(xyz)).any(1).sum())} vertices '
-                                 'have NaN or infinite coordinates')
+    check_points(xyz, path)
     rgb = np.stack([vertex['red'], vertex['green'], vertex['blue']], axis=1).astype(np.uint8)
     return xyz, rgb, faces
 

@@ -1,7 +1,13 @@
+from .atomic_checkpoint import ATOMIC_BACKEND, AtomicLocalBackend
 from .atomic_io import atomic_write
-from .checkpoint import allow_mmengine_checkpoint_globals, load_model_checkpoint
+from .checkpoint import (allow_mmengine_checkpoint_globals, check_resume_checkpoint,
+                         fitting_state_dict, load_model_checkpoint, read_checkpoint)
+from .rng_state_hook import RNGStateHook
 from .runner_cfg import setup_runner_cfg
-from .unknown_type import explain_unknown_type, run_tool
+from .unknown_type import explain_unknown_type
+from .user_errors import UserInputError, run_tool, user_error_message
 
-__all__ = ['atomic_write', 'allow_mmengine_checkpoint_globals', 'load_model_checkpoint',
-           'setup_runner_cfg', 'explain_unknown_type', 'run_tool']
+__all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write',
+           'allow_mmengine_checkpoint_globals', 'check_resume_checkpoint', 'fitting_state_dict',
+           'load_model_checkpoint', 'read_checkpoint', 'RNGStateHook', 'setup_runner_cfg',
+           'explain_unknown_type', 'UserInputError', 'run_tool', 'user_error_message']

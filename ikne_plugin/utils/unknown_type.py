@@ -40,14 +40,3 @@ def explain_unknown_type(error):
                     f'Its types ({len(own)}, plus {len(known) - len(own)} from the registries '
                     f'above it): {", ".join(own)}')
 
-
-def run_tool(main):
-    """Run a command-line tool's ``main``; an unknown component type in its config ends it
-    with the message of :func:`explain_unknown_type` instead of a deep traceback."""
-    try:
-        main()
-    except KeyError as error:
-        clearer = explain_unknown_type(error)
-        if clearer is None:
-            raise
-        raise SystemExit(f'KeyError: {clearer.args[0]}') from None
