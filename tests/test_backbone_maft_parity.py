@@ -1,57 +1,34 @@
 """Parity with MAFT's released model code: voxelisation and superpoint features of one scene.
 
-tests/data/maft_backbone_weights.pth and maft_parity_scene.pth are slices of
-data/maft_parity/maft_parity_fixture.pth (MAFT @4b5048c, small configuration, random weights,
-eval mode; see that README): MAFT's backbone weights with their spconv metadata (version 1),
-the scene, MAFT's voxelisation of it and its backbone output pooled per superpoint.
+Fixture files: see tests/_maft_fixture.py (MAFT's backbone weights with their spconv metadata,
+version 1, the scene, MAFT's voxelisation of it and its backbone output pooled per superpoint).
 """
-from pathlib import Path
-
 import pytest
 import spconv.pytorch as spconv
 import torch
 import torch.nn as nn
+from _maft_fixture import ikne_cfg, load, relative_error, scene_inputs
 from mmdet3d.registry import MODELS
-from mmdet3d.structures import Det3DDataSample, PointData
 
 import ikne_plugin.models  # noqa: F401  (registers IKNE, SpConvUNet and the heads)
 from ikne_plugin.models.maft_compat import maft_backbone_state_dict
 
-DATA = Path(__file__).parent / 'data'
-
 
 @pytest.fixture(scope='module')
 def maft():
-    weights = torch.load(DATA / 'maft_backbone_weights.pth')
-    scene = torch.load(DATA / 'maft_parity_scene.pth')
-    return weights, scene
+    return load('maft_backbone_weights.pth'), load('maft_parity_scene.pth')
 
 
 def build_small_ikne(config):
-    """IKNE with the backbone of MAFT's small configuration."""
-    # MAFT (maft/model/maft.py): level channels = media * (i + 1) for i in range(blocks)
-    channels = [config['media'] * (i + 1) for i in range(config['blocks'])]
-    backbone = dict(type='SpConvUNet', in_channels=config['input_channel'], channels=channels,
-                    num_blocks=config['block_reps'])
-    head = dict(type='IKNETransformerHead', in_channels=channels[0], num_classes=18,
-                d_model=64, num_heads=4, ffn_dim=128, num_layers=3, num_queries=24)
-    return MODELS.build(dict(type='IKNE', backbone=backbone, head=head, voxel_size=0.02,
-                             pool=config['pool'], with_normals=False)).eval()
-
-
-def scene_inputs(scene):
-    """MAFT's scene as our pipeline packs it: points (x, y, z, r, g, b) and superpoint ids."""
-    feats = scene['feats']  # rgb in [-1, 1], then xyz in metres
-    points = torch.cat([feats[:, 3:6], feats[:, :3]], 1)
-    sample = Det3DDataSample()
-    sample.gt_pts_seg = PointData(sp_pts_mask=scene['superpoints'].long())
-    return points, sample
+    """IKNE with MAFT's small configuration."""
+    return MODELS.build(ikne_cfg(config)).eval()
 
 
 def test_voxelisation_reproduces_mafts(maft):
     _, scene = maft
     model = build_small_ikne(maft[0]['config'])
-    points, _ = scene_inputs(scene)
+    inputs, _ = scene_inputs(scene)
+    points = inputs['points'][0]
     voxel_coords, p2v, spatial_shape = model.voxelize_points(
         points[:, :3], torch.zeros(len(points), dtype=torch.long), 1)
     maft_coords = scene['voxel_coords'].long()
@@ -77,13 +54,10 @@ def test_superpoint_features_match_mafts(maft, mmdet3d_patch, monkeypatch):
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     assert unexpected == [] and all(k.startswith('head.') for k in missing)
 
-    points, sample = scene_inputs(scene)
     with torch.no_grad():
-        sp_feats = model.extract_feat(dict(points=[points]), [sample])['sp_feats'][0]
-    expected = weights['sp_feats']
-    error = (sp_feats - expected).abs().max() / expected.abs().max()
+        sp_feats = model.extract_feat(*scene_inputs(scene))['sp_feats'][0]
+    error = relative_error(sp_feats, weights['sp_feats'])
     print(f'max |ours - MAFT| / max |MAFT| = {error:.2e}')
-    assert sp_feats.shape == expected.shape
     assert error <= 1e-4
 
 
