@@ -1,15 +1,13 @@
-"""Time the data path on one core: conversion, training transforms, superpoints.
+"""Time the data path on one core: conversion and training transforms.
 
-    python tools/benchmark_data.py [--vertices 150000] [--repeat 5] [--mesh PLY]
-        [--segmentator PATH/TO/ScanNet/segmentator]
+    python tools/benchmark_data.py [--vertices 150000] [--repeat 5] [--keep-mesh PLY]
 
 Synthesises a ScanNet-size room (about 150k vertices, 300k faces) and reports the
-seconds to convert it (``convert_scene``, labelled split), the milliseconds of the
-training transform chain per scene (and per transform), and ``segment_mesh``'s time on
-that mesh and on ``--mesh`` (e.g. ScanNet's scene0470_00, where the official segmentator
-takes 0.44 s on the reference CPU, DESIGN.md 5b). With ``--segmentator`` the official
-binary runs on the same meshes for a same-machine comparison. Goals: conversion <= 2 s,
-training transforms <= 150 ms per scene.
+seconds to convert it (``convert_scene``, labelled split) and the milliseconds of the
+training transform chain per scene (and per transform). Goals: conversion <= 2 s,
+training transforms <= 150 ms per scene. Superpoints are timed by
+``tools/benchmark_segment_mesh.py`` (against ScanNet's own segmentator); ``--keep-mesh``
+saves the synthetic room's mesh for it.
 """
 import os
 
@@ -18,7 +16,6 @@ for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
@@ -31,10 +28,9 @@ from ikne_plugin.datasets.label_map import (LABEL_MAP_FILE, SEG_VALID_CLASS_IDS,
                                             VALID_CLASS_IDS, read_label_map,
                                             seg_label_mapping)
 from ikne_plugin.datasets.scannet_converter import convert_scene, scene_outputs  # noqa: E402
-from ikne_plugin.datasets.scannet_raw import MESH_SUFFIX, read_mesh  # noqa: E402
+from ikne_plugin.datasets.scannet_raw import MESH_SUFFIX  # noqa: E402
 from ikne_plugin.datasets.synthetic_scannet import (  # noqa: E402
     generate_room, make_synthetic_scannet, write_room)
-from ikne_plugin.ops import segment_mesh  # noqa: E402
 
 TRAIN_PIPELINE = [
     dict(type='LoadPointsFromFile', coord_type='DEPTH', load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
@@ -74,8 +70,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--vertices', type=int, default=150000)
     parser.add_argument('--repeat', type=int, default=5)
-    parser.add_argument('--mesh', help='another mesh to segment, e.g. scene0470_00_vh_clean_2.ply')
-    parser.add_argument('--segmentator', help="ScanNet's official segmentator binary")
+    parser.add_argument('--keep-mesh', help='copy the synthetic room mesh (binary PLY) here')
     args = parser.parse_args()
     torch.set_num_threads(1)
     if hasattr(os, 'sched_setaffinity'):
@@ -116,21 +111,9 @@ def main():
         for t, seconds in zip(TRAIN_PIPELINE, per_transform / args.repeat):
             print(f'    {t["type"]:<24} {seconds * 1e3:7.1f} ms')
 
-        meshes = [os.path.join(raw, 'train', 'scene0000_00' + MESH_SUFFIX)]
-        meshes += [args.mesh] if args.mesh else []
-        for mesh in meshes:
-            xyz, _, faces = read_mesh(mesh)
-            vertices, triangles = torch.from_numpy(xyz), torch.from_numpy(faces)
-            best, _ = best_of(args.repeat, lambda: segment_mesh(vertices, triangles))
-            line = f'segment_mesh on {os.path.basename(mesh)} ({len(xyz)} vertices): {best:.3f} s'
-            if args.segmentator:
-                best_official, _ = best_of(args.repeat, lambda: subprocess.run(
-                    [args.segmentator, mesh, '0.01', '20'], check=True, cwd=work,
-                    stdout=subprocess.DEVNULL))
-                line += f', official segmentator {best_official:.3f} s'
-            print(line)
-        print('official segmentator on scene0470_00 (67,465 vertices): 0.44 s on the '
-              'reference CPU (DESIGN.md 5b)')
+        if args.keep_mesh:
+            shutil.copyfile(os.path.join(raw, 'train', 'scene0000_00' + MESH_SUFFIX),
+                            args.keep_mesh)
     finally:
         shutil.rmtree(work)
 

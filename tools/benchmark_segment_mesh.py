@@ -1,6 +1,9 @@
-"""Time ``segment_mesh`` (C++ kernel and numpy reference) on a real ScanNet mesh.
+"""Time ``segment_mesh`` (C++ kernel and numpy reference) on a mesh, by default ScanNet's
+scene0470_00 (the official segmentator takes 0.44 s there on the reference CPU, DESIGN.md 5b).
 
     python tools/benchmark_segment_mesh.py [--mesh PATH.ply[.gz]] [--official BIN]
+
+A ScanNet-size synthetic room: ``python tools/benchmark_data.py --keep-mesh room.ply``.
 
 Prints the number of segments and the median seconds of a few runs of each; with
 ``--official`` also times ScanNet's own Segmentator binary (run as ``BIN mesh.ply 0.01 20``,
@@ -12,7 +15,6 @@ import json
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ikne_plugin.datasets.ply import read_ply  # noqa: E402
-from ikne_plugin.ops.ext_loader import load_ext  # noqa: E402
-from ikne_plugin.ops.segment_mesh import segment_mesh, segment_mesh_reference  # noqa: E402
+from ikne_plugin.datasets.ply import read_ply
+from ikne_plugin.ops.ext_loader import load_ext
+from ikne_plugin.ops.segment_mesh import segment_mesh, segment_mesh_reference
 
 DEFAULT_MESH = Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'scene0470_00_vh_clean_2.ply.gz'
 
