@@ -131,6 +131,20 @@ def test_full_configuration_maps_onto_the_scannet_config(tool_main, tmp_path, ca
     assert len(state_dict) == len(model.state_dict()) == 533
 
 
+def test_official_config_changes_only_training():
+    """configs/ikne_trans_scannet_official.py: the ScanNet model and inference, with the released
+    code's criterion (last-layer Dice summed over the batch, IKA with identity target and
+    batch-wide normalisation, no ISG)."""
+    official = Config.fromfile(os.path.join(ROOT, 'configs', 'ikne_trans_scannet_official.py'))
+    criterion = MODELS.build(official.model.head.pop('criterion'))
+    assert not criterion.average_last_dice and criterion.isg_loss is None
+    assert (criterion.ika_loss.target, criterion.ika_loss.normalize) == ('identity', 'batch')
+    scannet = Config.fromfile(SCANNET_CONFIG)
+    scannet.model.head.pop('criterion')
+    assert official.model == scannet.model
+    assert official.test_dataloader == scannet.test_dataloader
+
+
 def test_state_dict_is_found_wherever_the_official_code_puts_it():
     state_dict = maft_state_dict()
     ddp = OrderedDict(('module.' + k, v) for k, v in state_dict.items())

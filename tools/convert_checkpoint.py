@@ -13,7 +13,6 @@ kept in the output's meta. OUT ({'meta', 'state_dict'}) is written atomically an
 """
 import argparse
 import io
-import os
 import os.path as osp
 
 import torch
@@ -76,7 +75,7 @@ def main(argv=None):
     torch.save(dict(meta=meta, state_dict=state_dict), buffer)
     atomic_write(args.output, buffer.getvalue(), mode='wb')
     print(f'{args.input} ({args.source}): {len(state_dict)} entries -> {args.output} '
-          f'(fits {os.path.relpath(args.config)}); {criterion_report(constants, model)}')
+          f'(fits {args.config}); {criterion_report(constants, model)}')
 
 
 if __name__ == '__main__':
