@@ -108,10 +108,29 @@ def test_bad_input_raises(args, error, match):
         rpe_attention_value(*args)
 
 
-def test_extension_checks_range_itself():
+def test_extension_flags_range_instead_of_raising():
+    """The compiled op never raises on data: it sets a flag that the wrapper turns into the error."""
     attn, rel_idx, table = random_rpe(1, 2, 3, 4, 5, 6)
-    with pytest.raises(ValueError, match=r'rel_idx must lie in \[0, 5\)'):
-        ext_loader.load_ext().rpe_attention_value_forward(attn, rel_idx + 5, table)
+    forward = ext_loader.load_ext().rpe_attention_value_forward
+    for rel, flagged in ((rel_idx, 0), (rel_idx + 5, 1), (rel_idx - 5, 1)):
+        out, hist, flag = forward(attn, rel, table, False)
+        assert hist is None and flag.item() == flagged
+    out, hist, flag = forward(attn, rel_idx, table, True)
+    assert hist.shape == (1, 2, 3, 15) and torch.allclose(hist.sum(-1), 3 * attn.sum(-1))
+
+
+@pytest.mark.parametrize('attn_grad, table_grad', [(True, False), (False, True)])
+def test_gradient_of_one_input(attn_grad, table_grad):
+    """Only the needed gradient is computed (the histogram is saved only for the table's)."""
+    attn, rel_idx, table = random_rpe(2, 3, 7, 50, 9, 5, seed=11)
+    grad_out = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    grads = []
+    for op in (rpe_attention_value, rpe_attention_value_reference):
+        a, t = attn.clone().requires_grad_(attn_grad), table.clone().requires_grad_(table_grad)
+        op(a, rel_idx, t).backward(grad_out)
+        grads.append(a.grad if attn_grad else t.grad)
+        assert (a.grad is None) != attn_grad and (t.grad is None) != table_grad
+    torch.testing.assert_close(*grads)
 
 
 def test_reference_fallback(monkeypatch):
@@ -161,3 +180,33 @@ def test_cuda_gradcheck_and_empty():
     assert torch.all(rpe_attention_value(attn, rel_idx, table) == 0)
     with pytest.raises(ValueError, match='one device'):
         rpe_attention_value(attn, rel_idx.cpu(), table)
+
+
+@cuda
+@pytest.mark.parametrize('attn_grad, table_grad', [(True, False), (False, True)])
+def test_cuda_gradient_of_one_input(attn_grad, table_grad):
+    attn, rel_idx, table = (t.cuda() for t in random_rpe(2, 8, 30, 500, 48, 32, torch.float32, seed=12))
+    grad_out = torch.randn(2, 8, 30, 32, device='cuda')
+    grads = []
+    for op in (rpe_attention_value, rpe_attention_value_reference):
+        a, t = attn.clone().requires_grad_(attn_grad), table.clone().requires_grad_(table_grad)
+        op(a, rel_idx, t).backward(grad_out)
+        grads.append(a.grad if attn_grad else t.grad)
+        assert (a.grad is None) != attn_grad and (t.grad is None) != table_grad
+    torch.testing.assert_close(*grads)
+
+
+@cuda
+def test_cuda_bad_input_raises():
+    attn, rel_idx, table = (t.cuda() for t in random_rpe(2, 4, 30, 300, 7, 8, torch.float32, seed=13))
+    for bad_index in (7, -1):
+        bad = rel_idx.clone()
+        bad[1, 17, 123, 2] = bad_index
+        with pytest.raises(ValueError, match=r'rel_idx must lie in \[0, 7\)'):
+            rpe_attention_value(attn, bad, table)
+    out, hist, flag = ext_loader.load_ext().rpe_attention_value_forward(attn, bad, table, True)
+    assert flag.is_cuda and flag.item() == 1
+    too_many_heads = torch.zeros(1, 2049, 1, 1, device='cuda')
+    with pytest.raises(ValueError, match='at most 2048 heads'):
+        rpe_attention_value(too_many_heads, torch.zeros(1, 1, 1, 3, dtype=torch.long, device='cuda'),
+                            torch.zeros(3, 1, 2049, 1, device='cuda'))

@@ -203,13 +203,3 @@ def test_edge_cases(run):
 def test_bad_input_raises_clear_errors(run, vertices, faces, kwargs, error, match):
     with pytest.raises(error, match=match):
         run(vertices, faces, **kwargs)
-
-
-@requires_ext
-def test_kernel_checks_its_arguments():
-    """The compiled op refuses bad input on its own too (it may be called directly)."""
-    ext = load_ext()
-    with pytest.raises(RuntimeError, match='outside'):
-        ext.segment_mesh(torch.zeros(3, 3), torch.tensor([[0, 1, 3]]), 0.01, 0)
-    with pytest.raises(RuntimeError, match='float32'):
-        ext.segment_mesh(torch.zeros(3, 3, dtype=torch.float64), torch.tensor([[0, 1, 2]]), 0.01, 0)

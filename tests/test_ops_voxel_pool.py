@@ -128,6 +128,15 @@ def test_reference_fallback(monkeypatch):
         voxel_pool(feats, p2v, 2)
 
 
+@pytest.mark.parametrize('use_max', [False, True])
+def test_extension_flags_range_instead_of_raising(use_max):
+    """The compiled op never raises on data: it sets a flag that the wrapper turns into the error."""
+    feats, p2v = random_pooling(40, 3, 9, seed=10)
+    forward = ext_loader.load_ext().voxel_pool_forward
+    for index, flagged in ((p2v, 0), (p2v + 9, 1), (p2v - 9, 1)):
+        assert forward(feats, index, 9, use_max)[2].item() == flagged
+
+
 def test_bad_mode_raises():
     with pytest.raises(ValueError, match="'mean' or 'max'"):
         voxel_pool(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), 1, 'sum')
@@ -152,6 +161,45 @@ def test_cuda_matches_cpu_and_reference(mode, dtype):
     for out, grad in results[1:] + [(ref.cpu(), ref_grad.cpu())]:
         torch.testing.assert_close(out, results[0][0])
         torch.testing.assert_close(grad, results[0][1])
+
+
+@cuda
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('layout', ['5 channels', 'misaligned rows'])
+def test_cuda_unvectorised_layouts(mode, layout):
+    """Rows that the 16-byte mean kernel cannot take (C % 4 != 0, or a start off 16 bytes)."""
+    channels = 5 if layout == '5 channels' else 8
+    feats, p2v = random_pooling(5000, channels, 700, dtype=torch.float32, seed=11)
+    feats_cuda = feats.cuda()
+    if layout == 'misaligned rows':  # contiguous, but starting one float into its storage
+        feats_cuda = torch.cat([feats_cuda.new_zeros(1), feats_cuda.flatten()])[1:].view(5000, channels)
+    assert feats_cuda.is_contiguous() and (feats_cuda.data_ptr() % 16 != 0) == (layout == 'misaligned rows')
+    f = feats_cuda.requires_grad_(True)
+    out = voxel_pool(f, p2v.cuda(), 700, mode)
+    grad_out = torch.randn(700, channels, generator=torch.Generator().manual_seed(12))
+    out.backward(grad_out.cuda())
+    f_ref = feats.clone().requires_grad_(True)
+    ref = voxel_pool_reference(f_ref, p2v, 700, mode)
+    ref.backward(grad_out)
+    torch.testing.assert_close(out.cpu(), ref.detach())
+    torch.testing.assert_close(f.grad.cpu(), f_ref.grad)
+
+
+@cuda
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_cuda_bad_index_raises(mode, dtype):
+    feats, p2v = random_pooling(3000, 8, 100, dtype=dtype, seed=13)
+    feats, p2v = feats.cuda(), p2v.cuda()
+    for bad_index in (100, -1):
+        bad = p2v.clone()
+        bad[1234] = bad_index
+        with pytest.raises(ValueError, match=r'p2v must lie in \[0, 100\)'):
+            voxel_pool(feats, bad, 100, mode)
+    flag = ext_loader.load_ext().voxel_pool_forward(feats, bad, 100, mode == 'max')[2]
+    assert flag.is_cuda and flag.item() == 1
+    torch.testing.assert_close(voxel_pool(feats, p2v, 100, mode).cpu(),
+                               voxel_pool_reference(feats.cpu(), p2v.cpu(), 100, mode))
 
 
 @cuda

@@ -76,9 +76,12 @@ def test_bad_input_raises(coords, error, match):
         voxelize(coords)
 
 
-def test_extension_checks_range_itself():
-    with pytest.raises(ValueError, match='out of range'):
-        ext_loader.load_ext().voxelize(torch.tensor([[0, COORD_LIMIT, 0, 0]]))
+def test_extension_flags_range_instead_of_raising():
+    """The compiled op never raises on data: it sets a flag that the wrapper turns into the error."""
+    ext = ext_loader.load_ext()
+    assert ext.voxelize(torch.tensor([[0, COORD_LIMIT - 1, 0, 0]]))[2].item() == 0
+    assert ext.voxelize(torch.tensor([[0, COORD_LIMIT, 0, 0]]))[2].item() == 1
+    assert ext.voxelize(torch.tensor([[-1, 0, 0, 0]]))[2].item() == 1
 
 
 def test_fallback_without_extension_warns_once(monkeypatch):
@@ -123,3 +126,6 @@ def test_cuda_empty_and_range_check():
     assert voxel_coords.shape == (0, 4) and p2v.shape == (0,) and p2v.is_cuda
     with pytest.raises(ValueError, match='x, y, z'):
         voxelize(torch.tensor([[0, 0, -5, 0]], device='cuda'))
+    with pytest.raises(ValueError, match=r'batch.*\[0, 32768\)'):
+        voxelize(torch.tensor([[0, 0, 0, 0], [BATCH_LIMIT, 0, 0, 0]], device='cuda'))
+    assert ext_loader.load_ext().voxelize(torch.tensor([[0, COORD_LIMIT, 0, 0]], device='cuda'))[2].item() == 1

@@ -1,5 +1,7 @@
 """Argument checks shared by the op wrappers: wrong input raises a Python
-TypeError/ValueError that says what was expected, before any kernel runs."""
+TypeError/ValueError that says what was expected. Dtypes, shapes and devices
+are checked before any kernel runs; index ranges, visible only in the data,
+are flagged by the kernels and raised here, so the compiled ops never raise."""
 import torch
 
 INDEX_DTYPES = (torch.int32, torch.int64)
@@ -21,6 +23,17 @@ def check_same_device(**tensors):
     devices = {name: t.device for name, t in tensors.items()}
     if len(set(devices.values())) > 1:
         raise ValueError(f'all tensors must be on one device, got {devices}')
+
+
+def raise_if_flagged(flag, *ranges):
+    """Raise the range error that a kernel flagged in ``flag`` (non-zero): one
+    number is read back, and only on error are the ``(name, index, low, high)``
+    ranges re-checked to say which values were out of range."""
+    if flag.item():
+        for name, index, low, high in ranges:
+            check_index_range(name, index, low, high)
+        raise RuntimeError(f'a kernel flagged values out of range in {[r[0] for r in ranges]}, '
+                           'but a re-check found none')
 
 
 def check_index_range(name, index, low, high):

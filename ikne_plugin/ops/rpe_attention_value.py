@@ -11,11 +11,13 @@ float32 for the half types).
 """
 import torch
 
-from ._checks import INDEX_DTYPES, check_index_range, check_same_device, check_tensor
+from ._checks import (INDEX_DTYPES, check_index_range, check_same_device, check_tensor,
+                      raise_if_flagged)
 from .ext_loader import load_ext
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = CPU_DTYPES + (torch.float16, torch.bfloat16)
+CUDA_MAX_HEADS = 2048  # the CUDA kernels keep at least one bin per head and axis in 48 KB
 
 
 def rpe_attention_value(attn, rel_idx, table):
@@ -31,10 +33,10 @@ def rpe_attention_value(attn, rel_idx, table):
     """
     _check_args(attn, rel_idx, table)
     ext = load_ext()
-    if ext is None:
+    if ext is None or attn.numel() == 0 or table.numel() == 0:  # the kernels take no empty sizes
         check_index_range('rel_idx', rel_idx, 0, table.shape[1])
         return rpe_attention_value_reference(attn, rel_idx, table)
-    return _RPEAttentionValue.apply(attn, rel_idx, table, ext)  # ValueError if rel_idx is out of range
+    return _RPEAttentionValue.apply(attn, rel_idx, table, ext)
 
 
 def _check_args(attn, rel_idx, table):
@@ -49,15 +51,20 @@ def _check_args(attn, rel_idx, table):
                          f'match attn, got {tuple(rel_idx.shape)}')
     if table.shape[0] != 3 or table.shape[2] != heads:
         raise ValueError(f'table must be [3, L, H, D] with H = {heads}, got {tuple(table.shape)}')
+    if attn.is_cuda and heads > CUDA_MAX_HEADS:
+        raise ValueError(f'rpe_attention_value on CUDA supports at most {CUDA_MAX_HEADS} heads, got {heads}')
 
 
 class _RPEAttentionValue(torch.autograd.Function):
-    """Autograd around the extension; saves the small [B, H, Nq, 3L] histogram."""
+    """Autograd around the extension; saves the small [B, H, Nq, 3L] histogram
+    only when the table's gradient will be needed."""
 
     @staticmethod
     def forward(ctx, attn, rel_idx, table, ext):
         rel_idx, table = rel_idx.contiguous(), table.contiguous()
-        out, hist = ext.rpe_attention_value_forward(attn.contiguous(), rel_idx, table)
+        table_grad = ctx.needs_input_grad[2]
+        out, hist, flag = ext.rpe_attention_value_forward(attn.contiguous(), rel_idx, table, table_grad)
+        raise_if_flagged(flag, ('rel_idx', rel_idx, 0, table.shape[1]))
         ctx.save_for_backward(rel_idx, table, hist)
         ctx.ext = ext
         return out
@@ -66,7 +73,7 @@ class _RPEAttentionValue(torch.autograd.Function):
     def backward(ctx, grad_out):
         rel_idx, table, hist = ctx.saved_tensors
         grad_attn, grad_table = ctx.ext.rpe_attention_value_backward(
-            grad_out.contiguous(), rel_idx, table, hist)
+            grad_out.contiguous(), rel_idx, table, hist, ctx.needs_input_grad[0])
         return grad_attn, None, grad_table, None
 
 

@@ -10,7 +10,7 @@ import operator
 
 import torch
 
-from ._checks import check_index_range, check_same_device, check_tensor
+from ._checks import check_index_range, check_same_device, check_tensor, raise_if_flagged
 from .ext_loader import load_ext
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -34,26 +34,28 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
         raise ValueError(f"mode must be 'mean' or 'max', got {mode!r}")
     p2v = p2v.long()
     ext = load_ext()
-    if ext is None:
+    if ext is None or feats.numel() == 0 or num_voxels == 0:  # the kernels take no empty sizes
         check_index_range('p2v', p2v, 0, num_voxels)
         return voxel_pool_reference(feats, p2v, num_voxels, mode)
-    return _VoxelPool.apply(feats, p2v, num_voxels, mode, ext)  # ValueError if p2v is out of range
+    return _VoxelPool.apply(feats, p2v, num_voxels, mode == 'max', ext)
 
 
 class _VoxelPool(torch.autograd.Function):
     """Autograd around the extension's forward/backward kernels."""
 
     @staticmethod
-    def forward(ctx, feats, p2v, num_voxels, mode, ext):
-        out, aux = ext.voxel_pool_forward(feats.contiguous(), p2v.contiguous(), num_voxels, mode)
+    def forward(ctx, feats, p2v, num_voxels, use_max, ext):
+        p2v = p2v.contiguous()
+        out, aux, flag = ext.voxel_pool_forward(feats.contiguous(), p2v, num_voxels, use_max)
+        raise_if_flagged(flag, ('p2v', p2v, 0, num_voxels))
         ctx.save_for_backward(p2v, aux)
-        ctx.mode, ctx.ext = mode, ext
+        ctx.use_max, ctx.ext = use_max, ext
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         p2v, aux = ctx.saved_tensors
-        grad_feats = ctx.ext.voxel_pool_backward(grad_out.contiguous(), p2v, aux, ctx.mode)
+        grad_feats = ctx.ext.voxel_pool_backward(grad_out.contiguous(), p2v, aux, ctx.use_max)
         return grad_feats, None, None, None, None
 
 

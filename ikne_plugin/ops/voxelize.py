@@ -8,7 +8,7 @@ atomicMin and ranks first points with a prefix sum), so both are deterministic.
 """
 import torch
 
-from ._checks import INDEX_DTYPES, check_index_range, check_tensor
+from ._checks import INDEX_DTYPES, check_index_range, check_tensor, raise_if_flagged
 from .ext_loader import load_ext
 
 BATCH_LIMIT = 1 << 15
@@ -31,11 +31,18 @@ def voxelize(coords):
         raise ValueError(f'coords must be [N, 4] of (batch, x, y, z), got shape {tuple(coords.shape)}')
     ext = load_ext()
     if ext is None:
-        check_index_range('coords[:, 0] (batch index)', coords[:, 0], 0, BATCH_LIMIT)
-        check_index_range('coords[:, 1:] (x, y, z)', coords[:, 1:], 0, COORD_LIMIT)
+        for args in _coord_ranges(coords):
+            check_index_range(*args)
         return voxelize_reference(coords)
-    voxel_coords, p2v = ext.voxelize(coords.contiguous())  # ValueError when out of range
+    voxel_coords, p2v, flag = ext.voxelize(coords.contiguous())
+    raise_if_flagged(flag, *_coord_ranges(coords))  # a CPU flag on both devices: no extra sync
     return voxel_coords, p2v
+
+
+def _coord_ranges(coords):
+    """The packed key's limits: batch in [0, 2^15), x, y, z in [0, 2^16)."""
+    return [('coords[:, 0] (batch index)', coords[:, 0], 0, BATCH_LIMIT),
+            ('coords[:, 1:] (x, y, z)', coords[:, 1:], 0, COORD_LIMIT)]
 
 
 def voxelize_reference(coords):

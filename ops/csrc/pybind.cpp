@@ -5,17 +5,18 @@
 std::vector<at::Tensor> voxelize(const at::Tensor& coords);
 
 std::vector<at::Tensor> voxel_pool_forward(const at::Tensor& feats, const at::Tensor& p2v,
-                                           int64_t num_voxels, const std::string& mode);
+                                           int64_t num_voxels, bool use_max);
 at::Tensor voxel_pool_backward(const at::Tensor& grad_out, const at::Tensor& p2v,
-                               const at::Tensor& aux, const std::string& mode);
+                               const at::Tensor& aux, bool use_max);
 
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
-                                                    const at::Tensor& table);
+                                                    const at::Tensor& table, bool save_hist);
 std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const at::Tensor& rel_idx,
                                                      const at::Tensor& table,
-                                                     const at::Tensor& hist);
+                                                     const std::optional<at::Tensor>& hist,
+                                                     bool attn_grad);
 
 // ---- segment_mesh: declaration (added by the segment_mesh owner) ----
 at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, double k_thresh,
@@ -25,15 +26,15 @@ at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, dou
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("voxelize", &voxelize, "unique voxels of (batch, x, y, z) coords", py::arg("coords"));
   m.def("voxel_pool_forward", &voxel_pool_forward, "mean/max pooling of point features",
-        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("mode"));
+        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("use_max"));
   m.def("voxel_pool_backward", &voxel_pool_backward, "gradient of voxel_pool_forward",
-        py::arg("grad_out"), py::arg("p2v"), py::arg("aux"), py::arg("mode"));
+        py::arg("grad_out"), py::arg("p2v"), py::arg("aux"), py::arg("use_max"));
   m.def("rpe_attention_value_forward", &rpe_attention_value_forward,
         "value term of contextual relative position encoding", py::arg("attn"),
-        py::arg("rel_idx"), py::arg("table"));
+        py::arg("rel_idx"), py::arg("table"), py::arg("save_hist"));
   m.def("rpe_attention_value_backward", &rpe_attention_value_backward,
         "gradient of rpe_attention_value_forward", py::arg("grad_out"), py::arg("rel_idx"),
-        py::arg("table"), py::arg("hist"));
+        py::arg("table"), py::arg("hist"), py::arg("attn_grad"));
   // ---- segment_mesh: m.def (added by the segment_mesh owner) ----
   m.def("segment_mesh", &segment_mesh, "ScanNet mesh segmentator: superpoint id per vertex",
         py::arg("vertices"), py::arg("faces"), py::arg("k_thresh"), py::arg("seg_min_verts"));

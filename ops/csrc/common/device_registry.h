@@ -12,7 +12,8 @@
 
 namespace ikne {
 
-// The common device of the tensor arguments; errors if they disagree.
+// The common device of the tensor arguments. Error messages here format no
+// numbers: such messages crashed the GPU machine's build of the extension.
 class DeviceOfArgs {
  public:
   template <typename... Args>
@@ -31,8 +32,7 @@ class DeviceOfArgs {
       device = tensor.device();
     } else {
       TORCH_CHECK(*device == tensor.device(), op_name,
-                  ": all tensors must be on one device, got ", *device, " and ",
-                  tensor.device());
+                  ": internal: tensors on several devices (the Python wrapper checks this)");
     }
   }
   template <typename T>
@@ -62,8 +62,8 @@ class DeviceRegistry<Ret (*)(Args...), key> {
   Ret dispatch(const char* op_name, CallArgs&&... args) const {
     const at::Device device = DeviceOfArgs::of(op_name, args...);
     const Impl impl = impls_[static_cast<size_t>(device.type())];
-    TORCH_CHECK(impl != nullptr, op_name, ": no implementation for device ", device,
-                " (was ikne_plugin._ext built with CUDA?)");
+    TORCH_CHECK(impl != nullptr, op_name, ": no implementation for device type ",
+                c10::DeviceTypeName(device.type()), " (was ikne_plugin._ext built with CUDA?)");
     return impl(std::forward<CallArgs>(args)...);
   }
 

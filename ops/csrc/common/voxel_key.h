@@ -12,8 +12,6 @@ namespace ikne {
 constexpr int64_t kVoxelBatchLimit = int64_t{1} << 15;  // batch index in [0, 2^15)
 constexpr int64_t kVoxelCoordLimit = int64_t{1} << 16;  // x, y, z in [0, 2^16)
 constexpr uint64_t kEmptyVoxelKey = ~uint64_t{0};       // never a packed key
-constexpr const char* kVoxelRangeMessage =
-    "voxelize: coords out of range: batch must be in [0, 32768) and x, y, z in [0, 65536)";
 
 C10_HOST_DEVICE inline bool voxel_in_range(int64_t b, int64_t x, int64_t y, int64_t z) {
   return b >= 0 && b < kVoxelBatchLimit && x >= 0 && x < kVoxelCoordLimit && y >= 0 &&

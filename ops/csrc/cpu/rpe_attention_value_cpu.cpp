@@ -1,7 +1,8 @@
-// CPU primitives of `rpe_attention_value`: one task per query row (b, i),
-// which turns its rel_idx row into bin offsets once and owns the H histogram /
-// gradient rows (b, :, i), so neither direction has write conflicts; each head
-// is then one contiguous pass over its attention row.
+// CPU `rpe_attention_value`: one task per query row (b, i), which turns its
+// rel_idx row into bin offsets once and owns the H histogram / gradient rows
+// (b, :, i), so neither direction has write conflicts; each head is then one
+// contiguous pass over its attention row. The small dense products with the
+// table go through ATen's matmul.
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -20,101 +21,123 @@ struct QueryRows {
   }
 };
 
-// Flat bin offsets a * L + rel_idx[j, a] of one rel_idx row, [Ns, 3]; false if
-// a bin lies outside [0, L).
-template <typename index_t>
-bool row_bin_offsets(const index_t* rel_row, const QueryRows& q, std::vector<int64_t>& offsets) {
-  offsets.resize(3 * q.keys);
-  bool valid = true;
-  for (int64_t j = 0; j < q.keys; ++j) {
-    for (int64_t axis = 0; axis < 3; ++axis) {
-      const int64_t bin = rel_row[3 * j + axis];
-      valid = valid && bin >= 0 && bin < q.num_bins;
-      offsets[3 * j + axis] = axis * q.num_bins + bin;
+// Calls fn(row, offsets) for every query row in parallel, where offsets [Ns, 3]
+// are the flat bins a * L + rel_idx[b, i, j, a]. A row with a bin outside
+// [0, L) is skipped; returns false if any was.
+template <typename index_t, typename RowFn>
+bool for_each_query_row(const index_t* rel_idx, int64_t rows, const QueryRows& q,
+                        const RowFn& fn) {
+  std::atomic<bool> valid{true};
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    std::vector<int64_t> offsets(3 * q.keys);
+    for (int64_t row = begin; row < end; ++row) {
+      const index_t* rel_row = rel_idx + row * q.keys * 3;
+      bool row_valid = true;
+      for (int64_t k = 0; k < 3 * q.keys; ++k) {
+        const int64_t bin = rel_row[k];
+        row_valid = row_valid && bin >= 0 && bin < q.num_bins;
+        offsets[k] = (k % 3) * q.num_bins + bin;
+      }
+      if (row_valid) {
+        fn(row, offsets.data());
+      } else {
+        valid = false;
+      }
     }
-  }
+  });
   return valid;
 }
 
-template <typename scalar_t, typename index_t>
-void hist_kernel(const scalar_t* attn, const index_t* rel_idx, scalar_t* hist, int64_t rows,
-                 QueryRows q) {
-  std::atomic<bool> out_of_range{false};
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> offsets;
-    for (int64_t row = begin; row < end; ++row) {
-      if (!row_bin_offsets(rel_idx + row * q.keys * 3, q, offsets)) {
-        out_of_range = true;
-        return;
-      }
-      for (int64_t h = 0; h < q.heads; ++h) {  // contiguous passes over each head's row
-        const int64_t head_row = q.head_row(row, h);
-        const scalar_t* a_row = attn + head_row * q.keys;
-        scalar_t* h_row = hist + head_row * 3 * q.num_bins;
-        for (int64_t j = 0; j < q.keys; ++j) {
-          const int64_t* o = offsets.data() + 3 * j;
-          h_row[o[0]] += a_row[j];
-          h_row[o[1]] += a_row[j];
-          h_row[o[2]] += a_row[j];
-        }
-      }
-    }
-  });
-  TORCH_CHECK_VALUE(!out_of_range, "rpe_attention_value: rel_idx must lie in [0, ", q.num_bins, ")");
+// table [3, L, H, D] as per-head matrices [H, 3L, D].
+at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
+  return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
 }
 
-template <typename scalar_t, typename index_t>
-void gather_kernel(const scalar_t* bin_grad, const index_t* rel_idx, scalar_t* grad_attn,
-                   int64_t rows, QueryRows q) {
-  std::atomic<bool> out_of_range{false};
-  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<int64_t> offsets;
-    for (int64_t row = begin; row < end; ++row) {
-      if (!row_bin_offsets(rel_idx + row * q.keys * 3, q, offsets)) {
-        out_of_range = true;
-        return;
-      }
-      for (int64_t h = 0; h < q.heads; ++h) {
-        const int64_t head_row = q.head_row(row, h);
-        const scalar_t* g_row = bin_grad + head_row * 3 * q.num_bins;
-        scalar_t* out_row = grad_attn + head_row * q.keys;
-        for (int64_t j = 0; j < q.keys; ++j) {
-          const int64_t* o = offsets.data() + 3 * j;
-          out_row[j] = g_row[o[0]] + g_row[o[1]] + g_row[o[2]];
-        }
-      }
-    }
-  });
-  TORCH_CHECK_VALUE(!out_of_range, "rpe_attention_value: rel_idx must lie in [0, ", q.num_bins, ")");
+QueryRows query_rows(const at::Tensor& attn_like, const at::Tensor& table) {
+  return QueryRows{attn_like.size(1), attn_like.size(2), attn_like.size(3), table.size(1)};
 }
 
-void rpe_attention_hist_cpu(const at::Tensor& attn, const at::Tensor& rel_idx, at::Tensor& hist) {
-  const QueryRows q{attn.size(1), attn.size(2), attn.size(3), hist.size(3) / 3};
-  const int64_t rows = attn.size(0) * attn.size(2);
-  AT_DISPATCH_FLOATING_TYPES(attn.scalar_type(), "rpe_attention_hist_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_hist_cpu", [&] {
-      hist_kernel(attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
-                  hist.data_ptr<scalar_t>(), rows, q);
+void rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
+                               const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
+                               at::Tensor& flag) {
+  const QueryRows q = query_rows(attn, table);
+  const int64_t rows = attn.size(0) * q.queries;
+  at::Tensor bins = hist.defined()
+                        ? hist
+                        : at::empty({attn.size(0), q.heads, q.queries, 3 * q.num_bins},
+                                    attn.options());
+  bins.zero_();
+  bool valid = true;
+  AT_DISPATCH_FLOATING_TYPES(attn.scalar_type(), "rpe_attention_forward_cpu", [&] {
+    const scalar_t* a = attn.data_ptr<scalar_t>();
+    scalar_t* hist_data = bins.data_ptr<scalar_t>();
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_forward_cpu", [&] {
+      valid = for_each_query_row(rel_idx.data_ptr<index_t>(), rows, q,
+                                 [&](int64_t row, const int64_t* offsets) {
+        for (int64_t h = 0; h < q.heads; ++h) {  // contiguous passes over each head's row
+          const int64_t head_row = q.head_row(row, h);
+          const scalar_t* a_row = a + head_row * q.keys;
+          scalar_t* h_row = hist_data + head_row * 3 * q.num_bins;
+          for (int64_t j = 0; j < q.keys; ++j) {
+            const int64_t* o = offsets + 3 * j;
+            h_row[o[0]] += a_row[j];
+            h_row[o[1]] += a_row[j];
+            h_row[o[2]] += a_row[j];
+          }
+        }
+      });
     });
   });
+  if (!valid) {
+    flag.fill_(1);
+    return;
+  }
+  out.copy_(at::matmul(bins, table_per_head(table, bins.scalar_type())));
 }
 
-void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                              at::Tensor& grad_attn) {
-  const QueryRows q{grad_attn.size(1), grad_attn.size(2), grad_attn.size(3), bin_grad.size(3) / 3};
-  const int64_t rows = grad_attn.size(0) * grad_attn.size(2);
-  AT_DISPATCH_FLOATING_TYPES(grad_attn.scalar_type(), "rpe_attention_gather_cpu", [&] {
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cpu", [&] {
-      gather_kernel(bin_grad.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
-                    grad_attn.data_ptr<scalar_t>(), rows, q);
+void rpe_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& rel_idx,
+                                const at::Tensor& table, const at::Tensor& hist,
+                                at::Tensor& grad_attn, at::Tensor& grad_table) {
+  if (grad_attn.defined()) {
+    const QueryRows q = query_rows(grad_attn, table);
+    const at::Tensor bin_grad =
+        at::matmul(grad_out, table_per_head(table, grad_out.scalar_type()).transpose(1, 2))
+            .contiguous();
+    AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "rpe_attention_backward_cpu", [&] {
+      const scalar_t* g = bin_grad.data_ptr<scalar_t>();
+      scalar_t* grad = grad_attn.data_ptr<scalar_t>();
+      AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_backward_cpu", [&] {
+        for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
+                           [&](int64_t row, const int64_t* offsets) {
+          for (int64_t h = 0; h < q.heads; ++h) {
+            const int64_t head_row = q.head_row(row, h);
+            const scalar_t* g_row = g + head_row * 3 * q.num_bins;
+            scalar_t* out_row = grad + head_row * q.keys;
+            for (int64_t j = 0; j < q.keys; ++j) {
+              const int64_t* o = offsets + 3 * j;
+              out_row[j] = g_row[o[0]] + g_row[o[1]] + g_row[o[2]];
+            }
+          }
+        });
+      });
     });
-  });
+  }
+  if (grad_table.defined()) {
+    // sum over b of hist[b]^T grad_out[b] per head: [H, 3L, D] -> [3, L, H, D]
+    grad_table.copy_(at::matmul(hist.transpose(2, 3), grad_out.to(hist.scalar_type()))
+                         .sum(0)
+                         .view({table.size(2), 3, table.size(1), table.size(3)})
+                         .permute({1, 2, 0, 3}));
+  }
 }
 
 }  // namespace
 
-void rpe_attention_hist_impl(const at::Tensor& attn, const at::Tensor& rel_idx, at::Tensor& hist);
-void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                               at::Tensor& grad_attn);
-REGISTER_DEVICE_IMPL(rpe_attention_hist_impl, CPU, rpe_attention_hist_cpu);
-REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CPU, rpe_attention_gather_cpu);
+void rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
+                                at::Tensor& flag);
+void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
+                                 const at::Tensor& table, const at::Tensor& hist,
+                                 at::Tensor& grad_attn, at::Tensor& grad_table);
+REGISTER_DEVICE_IMPL(rpe_attention_forward_impl, CPU, rpe_attention_forward_cpu);
+REGISTER_DEVICE_IMPL(rpe_attention_backward_impl, CPU, rpe_attention_backward_cpu);

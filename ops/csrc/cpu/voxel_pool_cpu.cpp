@@ -8,17 +8,21 @@
 
 namespace {
 
-// Points of voxel v are order[start[v] .. start[v + 1]), ascending.
+// Points of voxel v are order[start[v] .. start[v + 1]), ascending; valid is
+// false (and the rest unset) if a p2v value lies outside [0, M).
 struct PointsByVoxel {
+  bool valid = true;
   std::vector<int64_t> start;
   std::vector<int64_t> order;
 };
 
 PointsByVoxel group_points_by_voxel(const int64_t* p2v, int64_t n, int64_t m) {
-  PointsByVoxel groups{std::vector<int64_t>(m + 1, 0), std::vector<int64_t>(n)};
+  PointsByVoxel groups{true, std::vector<int64_t>(m + 1, 0), std::vector<int64_t>(n)};
   for (int64_t i = 0; i < n; ++i) {
-    TORCH_CHECK_VALUE(p2v[i] >= 0 && p2v[i] < m, "voxel_pool: p2v must lie in [0, ", m,
-                      "), got p2v[", i, "] = ", p2v[i]);
+    if (p2v[i] < 0 || p2v[i] >= m) {
+      groups.valid = false;
+      return groups;
+    }
     ++groups.start[p2v[i] + 1];
   }
   for (int64_t v = 0; v < m; ++v) groups.start[v + 1] += groups.start[v];
@@ -72,12 +76,18 @@ void pool_max(const scalar_t* feats, const PointsByVoxel& groups, int64_t m, int
   });
 }
 
-void voxel_pool_forward_cpu(const at::Tensor& feats, const at::Tensor& p2v, at::Tensor& out,
-                            at::Tensor& aux, bool use_max) {
-  const int64_t n = feats.size(0), channels = feats.size(1), m = out.size(0);
+std::vector<at::Tensor> voxel_pool_forward_cpu(const at::Tensor& feats, const at::Tensor& p2v,
+                                               int64_t m, bool use_max) {
+  const int64_t n = feats.size(0), channels = feats.size(1);
+  at::Tensor out = at::zeros({m, channels}, feats.options());
+  at::Tensor aux = use_max ? at::full({m, channels}, -1, p2v.options())
+                           : at::empty({m}, p2v.options());
+  at::Tensor flag = at::zeros({1}, p2v.options().dtype(at::kInt));
   const PointsByVoxel groups = group_points_by_voxel(p2v.data_ptr<int64_t>(), n, m);
-  out.zero_();
-  if (use_max) aux.fill_(-1);
+  if (!groups.valid) {
+    flag.fill_(1);
+    return {out, aux, flag};
+  }
   AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cpu", [&] {
     if (use_max) {
       pool_max(feats.data_ptr<scalar_t>(), groups, m, channels, out.data_ptr<scalar_t>(),
@@ -87,11 +97,14 @@ void voxel_pool_forward_cpu(const at::Tensor& feats, const at::Tensor& p2v, at::
                 aux.data_ptr<int64_t>());
     }
   });
+  return {out, aux, flag};
 }
 
-void voxel_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor& p2v,
-                             const at::Tensor& aux, at::Tensor& grad_feats, bool use_max) {
-  const int64_t n = grad_feats.size(0), channels = grad_feats.size(1), m = grad_out.size(0);
+at::Tensor voxel_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor& p2v,
+                                   const at::Tensor& aux, bool use_max) {
+  const int64_t n = p2v.size(0), channels = grad_out.size(1), m = grad_out.size(0);
+  at::Tensor grad_feats = use_max ? at::zeros({n, channels}, grad_out.options())
+                                  : at::empty({n, channels}, grad_out.options());
   const int64_t* p2v_data = p2v.data_ptr<int64_t>();
   const int64_t* aux_data = aux.data_ptr<int64_t>();
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "voxel_pool_backward_cpu", [&] {
@@ -114,13 +127,14 @@ void voxel_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor& p2v,
       });
     }
   });
+  return grad_feats;
 }
 
 }  // namespace
 
-void voxel_pool_forward_impl(const at::Tensor& feats, const at::Tensor& p2v, at::Tensor& out,
-                             at::Tensor& aux, bool use_max);
-void voxel_pool_backward_impl(const at::Tensor& grad_out, const at::Tensor& p2v,
-                              const at::Tensor& aux, at::Tensor& grad_feats, bool use_max);
+std::vector<at::Tensor> voxel_pool_forward_impl(const at::Tensor& feats, const at::Tensor& p2v,
+                                                int64_t num_voxels, bool use_max);
+at::Tensor voxel_pool_backward_impl(const at::Tensor& grad_out, const at::Tensor& p2v,
+                                    const at::Tensor& aux, bool use_max);
 REGISTER_DEVICE_IMPL(voxel_pool_forward_impl, CPU, voxel_pool_forward_cpu);
 REGISTER_DEVICE_IMPL(voxel_pool_backward_impl, CPU, voxel_pool_backward_cpu);

@@ -1,5 +1,6 @@
 // CPU `voxelize`: one sequential pass of open addressing (linear probing) over
 // packed 64-bit keys, so voxel ids follow the order of first occurrence.
+// Coordinates out of range set the returned flag (and nothing else is computed).
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -26,7 +27,8 @@ std::vector<at::Tensor> voxelize_cpu_kernel(const at::Tensor& coords) {
       keys[i] = ikne::pack_voxel_key(p[0], p[1], p[2], p[3]);
     }
   });
-  TORCH_CHECK_VALUE(!out_of_range, ikne::kVoxelRangeMessage);
+  at::Tensor flag = at::full({1}, out_of_range ? 1 : 0, coords.options().dtype(at::kInt));
+  if (out_of_range) return {at::empty({0, 4}, coords.options().dtype(at::kInt)), p2v, flag};
 
   const int64_t capacity = ikne::voxel_table_capacity(n);
   const uint64_t mask = static_cast<uint64_t>(capacity - 1);
@@ -54,7 +56,7 @@ std::vector<at::Tensor> voxelize_cpu_kernel(const at::Tensor& coords) {
       for (int k = 0; k < 4; ++k) out[4 * v + k] = static_cast<int32_t>(c[4 * first_point[v] + k]);
     }
   });
-  return {voxel_coords, p2v};
+  return {voxel_coords, p2v, flag};
 }
 
 std::vector<at::Tensor> voxelize_cpu(const at::Tensor& coords) {

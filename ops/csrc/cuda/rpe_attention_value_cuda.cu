@@ -1,177 +1,263 @@
-// CUDA primitives of `rpe_attention_value`. A block serves one query row
-// (b, i) for all H heads, so the row's rel_idx is read once, over one slice of
-// the Ns superpoints (grid y), so that there are enough blocks to hide memory
-// latency. The block keeps [H, 3, Lc] bins in shared memory; Lc = L when it
-// fits (8 heads x 3 x 48 floats = 4.6 KB here), else the slice is swept once
-// per chunk of Lc bins, so any L works.
-//   hist:   shared atomicAdd of attn[b,h,i,j] into the bins, then one global
-//           atomicAdd per non-zero bin into hist (so the float summation
-//           order, not the result, depends on scheduling); a rel_idx outside
-//           [0, L) is skipped and flagged, and raises after the kernel.
-//   gather: the [H, 3, Lc] rows of bin_grad are staged in shared memory, then
-//           grad_attn[b,h,i,j] = sum_a bin_grad[b,h,i,a,rel_idx[b,i,j,a]].
+// CUDA `rpe_attention_value`. A block serves one query row (b, i) for all H
+// heads, so the row's rel_idx is read once, and keeps the row's [H, 3, Lc]
+// bins in shared memory: Lc = L when they fit (8 heads x 3 x 48 floats =
+// 4.6 KB here), else the row is swept once per chunk of Lc bins, so any L works.
+//   forward:  shared atomicAdd of attn[b,h,i,j] into the bins, then, in the same
+//             block, out[b,h,i,:] = bins . table (and the bins are stored as
+//             hist when the table's gradient will be needed). A rel_idx outside
+//             [0, L) is skipped and sets the flag.
+//   backward: bin_grad[h,a,l] = grad_out[b,h,i,:] . table[a,l,h,:] (a warp per
+//             bin) is staged in shared memory, then gathered into grad_attn;
+//             grad_table = sum over query rows of hist^T grad_out is a second
+//             kernel, each thread summing a slice of rows before one atomicAdd.
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <algorithm>
+
 #include "cuda_launch.cuh"
 
 namespace {
 
+constexpr int kThreads = 256;
 constexpr int64_t kSharedBytes = 48 * 1024;  // default per-block limit, no opt-in needed
-constexpr int64_t kKeysPerThread = 2;        // superpoints per thread in one slice
+constexpr int64_t kTableGradRows = 32;       // query rows per thread of the grad_table kernel
 
+// Sizes, with rows = B * Nq query rows (b, i). The H rows (b, h, i) of query
+// row (b, i) in [B, H, Nq, *] tensors are first_head_row + h * Nq.
 struct Shape {
-  int64_t heads, queries, keys, num_bins;
+  int64_t rows, heads, queries, keys, num_bins, dim;
+  __host__ __device__ int64_t first_head_row(int64_t row) const {
+    return (row / queries) * heads * queries + row % queries;
+  }
 };
 
-// Bins per chunk so that [H, 3, Lc] accumulators fit in shared memory.
-int64_t bins_per_chunk(int64_t heads, int64_t num_bins, size_t acc_size) {
-  const int64_t fit = kSharedBytes / (heads * 3 * static_cast<int64_t>(acc_size));
-  TORCH_CHECK(fit >= 1, "rpe_attention_value (CUDA): ", heads,
-              " heads do not fit in shared memory");
-  return std::max<int64_t>(1, std::min(num_bins, fit));
-}
+// The bins [l0, l0 + width) of one chunk, and the set-up both directions share.
+struct BinChunk {
+  int64_t l0;
+  int width;
 
-// Grid: x over the B * Nq query rows, y over slices of the superpoints.
-dim3 row_slice_grid(int64_t rows, int64_t keys) {
-  const int64_t per_slice = ikne::kThreadsPerBlock * kKeysPerThread;
-  const int64_t slices = std::max<int64_t>(1, (keys + per_slice - 1) / per_slice);
-  TORCH_CHECK(rows < (int64_t{1} << 31) && slices < 65536,
-              "rpe_attention_value (CUDA): too many query rows or superpoints");
-  return dim3(static_cast<unsigned int>(rows), static_cast<unsigned int>(slices));
+  // Chunk-local bins of one superpoint's three axes (-1 outside the chunk);
+  // false if a bin lies outside [0, L).
+  template <typename index_t>
+  __device__ bool local_bins(const index_t* rel, int64_t num_bins, int local[3]) const {
+    bool valid = true;
+    for (int a = 0; a < 3; ++a) {
+      const int64_t bin = static_cast<int64_t>(rel[a]);
+      valid = valid && bin >= 0 && bin < num_bins;
+      local[a] = bin >= l0 && bin < l0 + width ? static_cast<int>(bin - l0) : -1;
+    }
+    return valid;
+  }
+  // Shared-memory bin k of [H, 3, width] as (h, a, l).
+  __device__ void split(int k, int& h, int& a, int& l) const {
+    h = k / (3 * width);
+    a = (k / width) % 3;
+    l = k % width;
+  }
+};
+
+__device__ inline BinChunk chunk_at(int64_t l0, const Shape& s, int chunk) {
+  return BinChunk{l0, static_cast<int>(s.num_bins - l0 < chunk ? s.num_bins - l0 : chunk)};
 }
 
 template <typename scalar_t, typename acc_t, typename index_t>
-__global__ void rpe_hist_kernel(const scalar_t* __restrict__ attn,
-                                const index_t* __restrict__ rel_idx, acc_t* __restrict__ hist,
-                                Shape s, int chunk, int* invalid) {
+__global__ void __launch_bounds__(kThreads)
+    rpe_forward_kernel(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_idx,
+                       const scalar_t* __restrict__ table, scalar_t* __restrict__ out,
+                       acc_t* __restrict__ hist, Shape s, int chunk, int* __restrict__ flag) {
   extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
   acc_t* bins = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3, width]
-  const int64_t b = blockIdx.x / s.queries, i = blockIdx.x % s.queries;
-  const index_t* rel_row = rel_idx + static_cast<int64_t>(blockIdx.x) * s.keys * 3;
-  const int64_t per_slice = (s.keys + gridDim.y - 1) / gridDim.y;
-  const int64_t j_begin = blockIdx.y * per_slice;
-  const int64_t j_end = j_begin + per_slice < s.keys ? j_begin + per_slice : s.keys;
   const int heads = static_cast<int>(s.heads);
-  for (int64_t l0 = 0; l0 < s.num_bins; l0 += chunk) {
-    const int width = static_cast<int>(s.num_bins - l0 < chunk ? s.num_bins - l0 : chunk);
-    for (int k = threadIdx.x; k < heads * 3 * width; k += blockDim.x) bins[k] = acc_t(0);
-    __syncthreads();
-    for (int64_t j = j_begin + threadIdx.x; j < j_end; j += blockDim.x) {
-      int local[3];
-      for (int a = 0; a < 3; ++a) {
-        const int64_t bin = static_cast<int64_t>(rel_row[3 * j + a]);
-        if (l0 == 0 && (bin < 0 || bin >= s.num_bins)) *invalid = 1;
-        local[a] = bin >= l0 && bin < l0 + width ? static_cast<int>(bin - l0) : -1;
-      }
-      for (int h = 0; h < heads; ++h) {
-        const acc_t w = static_cast<acc_t>(attn[((b * heads + h) * s.queries + i) * s.keys + j]);
-        for (int a = 0; a < 3; ++a) {
-          if (local[a] >= 0) atomicAdd(bins + (h * 3 + a) * width + local[a], w);
+  const int64_t head_stride = s.queries;
+  for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
+    const index_t* rel_row = rel_idx + row * s.keys * 3;
+    const int64_t first = s.first_head_row(row);
+    for (int64_t l0 = 0; l0 < s.num_bins; l0 += chunk) {
+      const BinChunk c = chunk_at(l0, s, chunk);
+      const int size = heads * 3 * c.width;
+      for (int k = threadIdx.x; k < size; k += blockDim.x) bins[k] = acc_t(0);
+      __syncthreads();
+      for (int64_t j = threadIdx.x; j < s.keys; j += blockDim.x) {
+        int local[3];
+        if (!c.local_bins(rel_row + 3 * j, s.num_bins, local)) *flag = 1;
+        const scalar_t* a_col = attn + first * s.keys + j;
+        for (int h = 0; h < heads; ++h) {
+          const acc_t w = static_cast<acc_t>(a_col[h * head_stride * s.keys]);
+          for (int a = 0; a < 3; ++a) {
+            if (local[a] >= 0) atomicAdd(bins + (h * 3 + a) * c.width + local[a], w);
+          }
         }
       }
-    }
-    __syncthreads();
-    for (int k = threadIdx.x; k < heads * 3 * width; k += blockDim.x) {
-      if (bins[k] == acc_t(0)) continue;
-      const int h = k / (3 * width), a = (k / width) % 3, l = k % width;
-      gpuAtomicAdd(hist + (((b * heads + h) * s.queries + i) * 3 + a) * s.num_bins + l0 + l,
-                   bins[k]);
-    }
-    __syncthreads();
-  }
-}
-
-template <typename scalar_t, typename acc_t, typename index_t>
-__global__ void rpe_gather_kernel(const acc_t* __restrict__ bin_grad,
-                                  const index_t* __restrict__ rel_idx,
-                                  scalar_t* __restrict__ grad_attn, Shape s, int chunk) {
-  extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
-  acc_t* bins = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3, width]
-  const int64_t b = blockIdx.x / s.queries, i = blockIdx.x % s.queries;
-  const index_t* rel_row = rel_idx + static_cast<int64_t>(blockIdx.x) * s.keys * 3;
-  const int64_t per_slice = (s.keys + gridDim.y - 1) / gridDim.y;
-  const int64_t j_begin = blockIdx.y * per_slice;
-  const int64_t j_end = j_begin + per_slice < s.keys ? j_begin + per_slice : s.keys;
-  const int heads = static_cast<int>(s.heads);
-  for (int64_t l0 = 0; l0 < s.num_bins; l0 += chunk) {
-    const int width = static_cast<int>(s.num_bins - l0 < chunk ? s.num_bins - l0 : chunk);
-    for (int k = threadIdx.x; k < heads * 3 * width; k += blockDim.x) {
-      const int h = k / (3 * width), a = (k / width) % 3, l = k % width;
-      bins[k] = bin_grad[(((b * heads + h) * s.queries + i) * 3 + a) * s.num_bins + l0 + l];
-    }
-    __syncthreads();
-    for (int64_t j = j_begin + threadIdx.x; j < j_end; j += blockDim.x) {
-      int local[3];
-      for (int a = 0; a < 3; ++a) {
-        const int64_t bin = static_cast<int64_t>(rel_row[3 * j + a]);
-        local[a] = bin >= l0 && bin < l0 + width ? static_cast<int>(bin - l0) : -1;
+      __syncthreads();
+      if (hist != nullptr) {
+        for (int k = threadIdx.x; k < size; k += blockDim.x) {
+          int h, a, l;
+          c.split(k, h, a, l);
+          hist[(first + h * head_stride) * 3 * s.num_bins + a * s.num_bins + l0 + l] = bins[k];
+        }
       }
-      for (int h = 0; h < heads; ++h) {
-        scalar_t* target = grad_attn + ((b * heads + h) * s.queries + i) * s.keys + j;
+      // out[h, d] (+)= sum over the chunk of bins[h, a, l] * table[a, l0 + l, h, d]
+      for (int64_t k = threadIdx.x; k < s.heads * s.dim; k += blockDim.x) {
+        const int64_t h = k / s.dim, d = k % s.dim;
+        scalar_t* target = out + (first + h * head_stride) * s.dim + d;
         acc_t sum = l0 == 0 ? acc_t(0) : static_cast<acc_t>(*target);
+        const acc_t* b = bins + h * 3 * c.width;
         for (int a = 0; a < 3; ++a) {
-          if (local[a] >= 0) sum += bins[(h * 3 + a) * width + local[a]];
+          const scalar_t* t = table + ((a * s.num_bins + l0) * s.heads + h) * s.dim + d;
+          for (int l = 0; l < c.width; ++l) {
+            sum += b[a * c.width + l] * static_cast<acc_t>(t[l * s.heads * s.dim]);
+          }
         }
         *target = static_cast<scalar_t>(sum);
       }
+      __syncthreads();
     }
-    __syncthreads();
   }
+}
+
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void __launch_bounds__(kThreads)
+    rpe_attn_grad_kernel(const scalar_t* __restrict__ grad_out, const index_t* __restrict__ rel_idx,
+                         const scalar_t* __restrict__ table, scalar_t* __restrict__ grad_attn,
+                         Shape s, int chunk) {
+  extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
+  acc_t* bins = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3, width]
+  const int heads = static_cast<int>(s.heads);
+  const int64_t head_stride = s.queries;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
+    const index_t* rel_row = rel_idx + row * s.keys * 3;
+    const int64_t first = s.first_head_row(row);
+    for (int64_t l0 = 0; l0 < s.num_bins; l0 += chunk) {
+      const BinChunk c = chunk_at(l0, s, chunk);
+      const int size = heads * 3 * c.width;
+      for (int k = warp; k < size; k += warps) {  // bin_grad, a warp per bin
+        int h, a, l;
+        c.split(k, h, a, l);
+        const scalar_t* g = grad_out + (first + h * head_stride) * s.dim;
+        const scalar_t* t = table + ((a * s.num_bins + l0 + l) * s.heads + h) * s.dim;
+        acc_t sum = 0;
+        for (int64_t d = lane; d < s.dim; d += 32) {
+          sum += static_cast<acc_t>(g[d]) * static_cast<acc_t>(t[d]);
+        }
+        for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffff, sum, offset);
+        if (lane == 0) bins[k] = sum;
+      }
+      __syncthreads();
+      for (int64_t j = threadIdx.x; j < s.keys; j += blockDim.x) {
+        int local[3];
+        c.local_bins(rel_row + 3 * j, s.num_bins, local);  // validated by the forward
+        scalar_t* g_col = grad_attn + first * s.keys + j;
+        for (int h = 0; h < heads; ++h) {
+          scalar_t* target = g_col + h * head_stride * s.keys;
+          acc_t sum = l0 == 0 ? acc_t(0) : static_cast<acc_t>(*target);
+          for (int a = 0; a < 3; ++a) {
+            if (local[a] >= 0) sum += bins[(h * 3 + a) * c.width + local[a]];
+          }
+          *target = static_cast<scalar_t>(sum);
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+// grad_table[a, l, h, d] += sum over a slice of query rows of
+// hist[b, h, i, a * L + l] * grad_out[b, h, i, d]; grid y over the slices.
+template <typename scalar_t, typename acc_t>
+__global__ void rpe_table_grad_kernel(const acc_t* __restrict__ hist,
+                                      const scalar_t* __restrict__ grad_out,
+                                      acc_t* __restrict__ grad_table, Shape s,
+                                      int64_t rows_per_slice) {
+  const int64_t row_begin = blockIdx.y * rows_per_slice;
+  const int64_t row_end = min(s.rows, row_begin + rows_per_slice);
+  IKNE_CUDA_LOOP(idx, 3 * s.num_bins * s.heads * s.dim) {
+    const int64_t bin = idx / (s.heads * s.dim);
+    const int64_t h = (idx / s.dim) % s.heads, d = idx % s.dim;
+    acc_t sum = 0;
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      const int64_t head_row = s.first_head_row(row) + h * s.queries;
+      sum += hist[head_row * 3 * s.num_bins + bin] * static_cast<acc_t>(grad_out[head_row * s.dim + d]);
+    }
+    gpuAtomicAdd(grad_table + idx, sum);
+  }
+}
+
+// From a [B, H, Nq, *] tensor, the number of superpoints and the table.
+Shape shape_of(const at::Tensor& rows_like, int64_t keys, const at::Tensor& table) {
+  return Shape{rows_like.size(0) * rows_like.size(2), rows_like.size(1), rows_like.size(2), keys,
+               table.size(1), table.size(3)};
+}
+
+// Bins per chunk so that the [H, 3, Lc] bins fit in shared memory (the Python
+// wrapper limits H so that one bin per head and axis always fits).
+int bins_per_chunk(const Shape& s, size_t acc_size) {
+  const int64_t fit = kSharedBytes / (s.heads * 3 * static_cast<int64_t>(acc_size));
+  TORCH_CHECK(fit >= 1, "rpe_attention_value (CUDA): internal: too many heads");
+  return static_cast<int>(std::min(s.num_bins, fit));
+}
+
+unsigned int row_grid(const Shape& s) {
+  return static_cast<unsigned int>(std::min<int64_t>(s.rows, int64_t{1} << 30));
 }
 
 }  // namespace
 
-void rpe_attention_hist_cuda(const at::Tensor& attn, const at::Tensor& rel_idx, at::Tensor& hist) {
-  TORCH_CHECK(attn.is_contiguous() && rel_idx.is_contiguous() && hist.is_contiguous(),
-              "rpe_attention_hist_cuda: tensors must be contiguous");
+// All dims are >= 1 here: the wrapper sends empty inputs to the reference.
+void rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
+                                at::Tensor& flag) {
   const at::cuda::CUDAGuard guard(attn.device());
-  const Shape s{attn.size(1), attn.size(2), attn.size(3), hist.size(3) / 3};
-  TORCH_CHECK_VALUE(s.num_bins > 0 || s.keys == 0,
-                    "rpe_attention_value: rel_idx must lie in [0, 0): there are no bins");
-  const int64_t rows = attn.size(0) * s.queries;
-  if (rows * s.heads * s.keys == 0) return;  // hist stays zero
+  const Shape s = shape_of(attn, attn.size(3), table);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  at::Tensor invalid = at::zeros({1}, attn.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, attn.scalar_type(),
-                                  "rpe_attention_hist_cuda", [&] {
+                                  "rpe_attention_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const int64_t chunk = bins_per_chunk(s.heads, s.num_bins, sizeof(acc_t));
+    const int chunk = bins_per_chunk(s, sizeof(acc_t));
     const size_t shared = s.heads * 3 * chunk * sizeof(acc_t);
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_hist_cuda", [&] {
-      rpe_hist_kernel<scalar_t, acc_t, index_t>
-          <<<row_slice_grid(rows, s.keys), ikne::kThreadsPerBlock, shared, stream>>>(
-              attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(), hist.data_ptr<acc_t>(), s,
-              static_cast<int>(chunk), invalid.data_ptr<int>());
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_forward_cuda", [&] {
+      rpe_forward_kernel<scalar_t, acc_t, index_t><<<row_grid(s), kThreads, shared, stream>>>(
+          attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(), table.data_ptr<scalar_t>(),
+          out.data_ptr<scalar_t>(), hist.defined() ? hist.data_ptr<acc_t>() : nullptr, s, chunk,
+          flag.data_ptr<int>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  TORCH_CHECK_VALUE(invalid.item<int>() == 0, "rpe_attention_value: rel_idx must lie in [0, ",
-                    s.num_bins, ")");
 }
 
-void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                               at::Tensor& grad_attn) {
-  TORCH_CHECK(bin_grad.is_contiguous() && rel_idx.is_contiguous() && grad_attn.is_contiguous(),
-              "rpe_attention_gather_cuda: tensors must be contiguous");
-  const at::cuda::CUDAGuard guard(grad_attn.device());
-  const Shape s{grad_attn.size(1), grad_attn.size(2), grad_attn.size(3), bin_grad.size(3) / 3};
-  if (grad_attn.numel() == 0) return;  // with no bins there are no valid superpoints either
+void rpe_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& rel_idx,
+                                 const at::Tensor& table, const at::Tensor& hist,
+                                 at::Tensor& grad_attn, at::Tensor& grad_table) {
+  const at::cuda::CUDAGuard guard(grad_out.device());
+  const Shape s = shape_of(grad_out, rel_idx.size(2), table);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
-                                  "rpe_attention_gather_cuda", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_out.scalar_type(),
+                                  "rpe_attention_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const int64_t chunk = bins_per_chunk(s.heads, s.num_bins, sizeof(acc_t));
-    const size_t shared = s.heads * 3 * chunk * sizeof(acc_t);
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cuda", [&] {
-      rpe_gather_kernel<scalar_t, acc_t, index_t>
-          <<<row_slice_grid(grad_attn.size(0) * s.queries, s.keys), ikne::kThreadsPerBlock,
-             shared, stream>>>(bin_grad.data_ptr<acc_t>(), rel_idx.data_ptr<index_t>(),
-                               grad_attn.data_ptr<scalar_t>(), s, static_cast<int>(chunk));
+    if (grad_attn.defined()) {
+      const int chunk = bins_per_chunk(s, sizeof(acc_t));
+      const size_t shared = s.heads * 3 * chunk * sizeof(acc_t);
+      AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_backward_cuda", [&] {
+        rpe_attn_grad_kernel<scalar_t, acc_t, index_t><<<row_grid(s), kThreads, shared, stream>>>(
+            grad_out.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
+            table.data_ptr<scalar_t>(), grad_attn.data_ptr<scalar_t>(), s, chunk);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
+    }
+    if (grad_table.defined()) {
+      const int64_t slices = std::min<int64_t>((s.rows + kTableGradRows - 1) / kTableGradRows, 65535);
+      const int64_t rows_per_slice = (s.rows + slices - 1) / slices;
+      const dim3 grid(ikne::grid_size(3 * s.num_bins * s.heads * s.dim),
+                      static_cast<unsigned int>(slices));
+      rpe_table_grad_kernel<scalar_t, acc_t><<<grid, ikne::kThreadsPerBlock, 0, stream>>>(
+          hist.data_ptr<acc_t>(), grad_out.data_ptr<scalar_t>(), grad_table.data_ptr<acc_t>(), s,
+          rows_per_slice);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
+    }
   });
 }
+

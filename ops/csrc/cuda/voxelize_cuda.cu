@@ -2,6 +2,8 @@
 // Each slot also keeps the smallest index of its points (atomicMin); a prefix
 // sum over "is the first point of its voxel" then numbers voxels in order of
 // first occurrence, so the result is deterministic and equals the CPU one.
+// Coordinates out of range set the returned flag (a CPU tensor: the voxel count
+// is read back anyway), and no voxels are written.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -56,12 +58,13 @@ __global__ void write_voxels_kernel(const index_t* __restrict__ coords,
 }  // namespace
 
 std::vector<at::Tensor> voxelize_cuda(const at::Tensor& coords) {
-  TORCH_CHECK(coords.is_contiguous(), "voxelize_cuda: coords must be contiguous");
   const at::cuda::CUDAGuard guard(coords.device());
   const int64_t n = coords.size(0);
   const auto long_options = coords.options().dtype(at::kLong);
   at::Tensor p2v = at::empty({n}, long_options);
-  if (n == 0) return {at::empty({0, 4}, coords.options().dtype(at::kInt)), p2v};
+  if (n == 0) {
+    return {at::empty({0, 4}, coords.options().dtype(at::kInt)), p2v, at::zeros({1}, at::kLong)};
+  }
 
   const int64_t capacity = ikne::voxel_table_capacity(n);
   at::Tensor slot_key = at::full({capacity}, -1, long_options);  // all ones: kEmptyVoxelKey
@@ -74,7 +77,7 @@ std::vector<at::Tensor> voxelize_cuda(const at::Tensor& coords) {
   auto* keys = reinterpret_cast<unsigned long long*>(slot_key.data_ptr<int64_t>());
   auto* firsts = reinterpret_cast<long long*>(slot_first.data_ptr<int64_t>());
 
-  at::Tensor voxel_coords;
+  at::Tensor voxel_coords, flag;
   AT_DISPATCH_INDEX_TYPES(coords.scalar_type(), "voxelize_cuda", [&] {
     const index_t* c = coords.data_ptr<index_t>();
     insert_points_kernel<<<grid, ikne::kThreadsPerBlock, 0, stream>>>(
@@ -87,13 +90,14 @@ std::vector<at::Tensor> voxelize_cuda(const at::Tensor& coords) {
     const at::Tensor first_rank = at::cumsum(is_first, 0);
     // One device-to-host copy: the voxel count and the range flag.
     const at::Tensor count_and_flag = at::cat({first_rank.slice(0, n - 1), out_of_range}).cpu();
-    TORCH_CHECK_VALUE(count_and_flag[1].item<int64_t>() == 0, ikne::kVoxelRangeMessage);
-    const int64_t num_voxels = count_and_flag[0].item<int64_t>();
-    voxel_coords = at::empty({num_voxels, 4}, coords.options().dtype(at::kInt));
+    flag = count_and_flag.narrow(0, 1, 1);
+    const int64_t* host = count_and_flag.data_ptr<int64_t>();
+    voxel_coords = at::empty({host[1] == 0 ? host[0] : 0, 4}, coords.options().dtype(at::kInt));
+    if (host[1] != 0) return;
     write_voxels_kernel<<<grid, ikne::kThreadsPerBlock, 0, stream>>>(
         c, firsts, point_slot.data_ptr<int64_t>(), first_rank.data_ptr<int64_t>(), n,
         voxel_coords.data_ptr<int32_t>(), p2v.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return {voxel_coords, p2v};
+  return {voxel_coords, p2v, flag};
 }
