@@ -44,3 +44,10 @@ def check_index_range(name, index, low, high):
     lo, hi = int(lo), int(hi)
     if lo < low or hi >= high:
         raise ValueError(f'{name} must lie in [{low}, {high}), got values in [{lo}, {hi}]')
+
+
+def check_point_batch(name, xyz):
+    """Check that ``xyz`` is a float32/float64 tensor [B, N, 3] (furthest_point_sample, ball_query)."""
+    check_tensor(name, xyz, (torch.float32, torch.float64), 3, '[B, N, 3] of x, y, z')
+    if xyz.shape[2] != 3:
+        raise ValueError(f'{name} must be [B, N, 3] of x, y, z, got shape {tuple(xyz.shape)}')

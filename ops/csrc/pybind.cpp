@@ -23,6 +23,12 @@ at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, dou
                         int64_t seg_min_verts);
 // ---- end segment_mesh declaration ----
 
+// ---- furthest_point_sample, ball_query: declarations (kernel head) ----
+at::Tensor furthest_point_sample(const at::Tensor& xyz, int64_t num);
+at::Tensor ball_query(const at::Tensor& center, const at::Tensor& xyz, double radius,
+                      int64_t num_neighbors);
+// ---- end furthest_point_sample, ball_query declarations ----
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("voxelize", &voxelize, "unique voxels of (batch, x, y, z) coords", py::arg("coords"));
   m.def("voxel_pool_forward", &voxel_pool_forward, "mean/max pooling of point features",
@@ -39,4 +45,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("segment_mesh", &segment_mesh, "ScanNet mesh segmentator: superpoint id per vertex",
         py::arg("vertices"), py::arg("faces"), py::arg("k_thresh"), py::arg("seg_min_verts"));
   // ---- end segment_mesh m.def ----
+  // ---- furthest_point_sample, ball_query: m.def (kernel head) ----
+  m.def("furthest_point_sample", &furthest_point_sample,
+        "indices of num farthest point samples per batch", py::arg("xyz"), py::arg("num"));
+  m.def("ball_query", &ball_query, "first num_neighbors points within radius of each centre",
+        py::arg("center"), py::arg("xyz"), py::arg("radius"), py::arg("num_neighbors"));
+  // ---- end furthest_point_sample, ball_query m.def ----
 }

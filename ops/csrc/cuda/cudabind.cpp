@@ -34,3 +34,15 @@ void rpe_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& r
                                  at::Tensor& grad_attn, at::Tensor& grad_table);
 REGISTER_DEVICE_IMPL(rpe_attention_forward_impl, CUDA, rpe_attention_forward_cuda);
 REGISTER_DEVICE_IMPL(rpe_attention_backward_impl, CUDA, rpe_attention_backward_cuda);
+
+// furthest_point_sample
+void furthest_point_sample_impl(const at::Tensor& xyz, at::Tensor& idx);
+void furthest_point_sample_cuda(const at::Tensor& xyz, at::Tensor& idx);
+REGISTER_DEVICE_IMPL(furthest_point_sample_impl, CUDA, furthest_point_sample_cuda);
+
+// ball_query
+void ball_query_impl(const at::Tensor& center, const at::Tensor& xyz, double radius,
+                     at::Tensor& idx);
+void ball_query_cuda(const at::Tensor& center, const at::Tensor& xyz, double radius,
+                     at::Tensor& idx);
+REGISTER_DEVICE_IMPL(ball_query_impl, CUDA, ball_query_cuda);
