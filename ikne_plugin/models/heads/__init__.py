@@ -1,4 +1,5 @@
-"""Heads: the transformer head of IKNE."""
+"""Heads: the transformer and the kernel head of IKNE."""
+from .ikne_kernel_head import IKNEKernelHead
 from .ikne_transformer_head import IKNETransformerHead
 
-__all__ = ['IKNETransformerHead']
+__all__ = ['IKNEKernelHead', 'IKNETransformerHead']

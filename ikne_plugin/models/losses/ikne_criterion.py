@@ -1,4 +1,5 @@
-"""Training losses of the IKNE transformer head: matched set losses on every layer + IKA/ISG."""
+"""Instance losses of the IKNE heads: matched set losses on every layer (transformer) or the one
+kernel layer (kernel head), + IKA/ISG."""
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -18,6 +19,17 @@ def _dice_loss(mask_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return (1 - (numerator + 1) / (denominator + 1)).mean()
 
 
+def _box_loss(boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """Mean over boxes of L1 (summed over the 6 coordinates) + 1 - IoU, axis-aligned boxes
+    given as (min xyz, max xyz)."""
+    inter = (torch.minimum(boxes[:, 3:], gt_boxes[:, 3:]) -
+             torch.maximum(boxes[:, :3], gt_boxes[:, :3])).clamp_min(0).prod(-1)
+    volume = (boxes[:, 3:] - boxes[:, :3]).clamp_min(0).prod(-1)
+    gt_volume = (gt_boxes[:, 3:] - gt_boxes[:, :3]).prod(-1)
+    iou = inter / (volume + gt_volume - inter).clamp_min(1e-12)
+    return ((boxes - gt_boxes).abs().sum(-1) + 1 - iou).mean()
+
+
 @MODELS.register_module()
 class IKNECriterion(nn.Module):
     """MAFT's set criterion (maft/model/loss.py, ``Criterion``) plus IKNE's IKA/ISG losses.
@@ -29,8 +41,11 @@ class IKNECriterion(nn.Module):
     (summed over xyz, mean over the matched queries of the batch); score MSE against
     the IoU of the binarised mask with its GT, only where that IoU > ``score_iou_thr``,
     per scene, averaged over the batch. The auxiliary layers get the same loss; their
-    keys are prefixed ``d{i}.``. IKA/ISG (optional) act on the final layer's normalised
-    queries, with the assignment "GT of highest mask IoU >= ``assign_iou_thr``".
+    keys are prefixed ``d{i}.``. A layer with ``boxes`` (the kernel head's) also gets a box
+    loss (L1 + 1 - IoU against the GT ``boxes``, weight ``box_weight``). IKA/ISG (optional)
+    act on the final layer's instance features (``queries``), with the assignment "GT of
+    highest mask IoU >= ``assign_iou_thr``"; ISG takes the head's ``low_rank_queries`` as
+    its low-rank features where given.
 
     A scene without GT instances has all queries no-object; its mask, centre and score
     terms are zero but stay in the graph.
@@ -46,7 +61,7 @@ class IKNECriterion(nn.Module):
                  mask_bce_weight: float = 1.0, mask_dice_weight: float = 1.0, center_weight: float = 0.5,
                  score_weight: float = 0.5, no_object_weight: float = 0.1, score_iou_thr: float = 0.5,
                  ika_loss: Optional[dict] = None, isg_loss: Optional[dict] = None, assign_iou_thr: float = 0.5,
-                 average_last_dice: bool = True):
+                 average_last_dice: bool = True, box_weight: float = 1.0):
         super().__init__()
         self.num_classes = num_classes
         self.matcher = MODELS.build(matcher if matcher is not None else dict(type='HungarianMatcher'))
@@ -61,6 +76,7 @@ class IKNECriterion(nn.Module):
         self.isg_loss = MODELS.build(isg_loss) if isg_loss is not None else None
         self.assign_iou_thr = assign_iou_thr
         self.average_last_dice = average_last_dice
+        self.box_weight = box_weight
 
     def class_weights(self, like: torch.Tensor) -> torch.Tensor:
         """[1] * num_classes + [no_object_weight] (MAFT's ``criterion.class_weight``)."""
@@ -74,7 +90,7 @@ class IKNECriterion(nn.Module):
         cls_logits, centers = layer['cls_logits'], layer['centers']
         batch_size = cls_logits.shape[0]
         tgt_class = torch.full(cls_logits.shape[:2], self.num_classes, dtype=torch.long, device=cls_logits.device)
-        matched_centers, gt_centers = [], []
+        matched_centers, gt_centers, matched_boxes, gt_boxes = [], [], [], []
         # Zeros that keep every prediction in the graph (scenes without GT instances).
         mask_bce = mask_dice = sum(m.sum() for m in layer['mask_logits']) * 0
         score_loss = layer['scores'].sum() * 0
@@ -84,6 +100,9 @@ class IKNECriterion(nn.Module):
             tgt_class[b, query_idx] = gt.labels_3d[gt_idx]
             matched_centers.append(centers[b, query_idx])
             gt_centers.append(gt.centers[gt_idx].to(centers.dtype))
+            if 'boxes' in layer:
+                matched_boxes.append(layer['boxes'][b, query_idx])
+                gt_boxes.append(gt.boxes[gt_idx].to(centers.dtype))
             pred_masks = layer['mask_logits'][b][query_idx]
             tgt_masks = gt.sp_masks[gt_idx].to(pred_masks.dtype)
             mask_bce = mask_bce + F.binary_cross_entropy_with_logits(pred_masks, tgt_masks)
@@ -98,7 +117,13 @@ class IKNECriterion(nn.Module):
             loss_center = (torch.cat(matched_centers) - torch.cat(gt_centers)).abs().sum(-1).mean()
         else:
             loss_center = centers.sum() * 0
+        losses = {}
+        if 'boxes' in layer:
+            loss_box = _box_loss(torch.cat(matched_boxes), torch.cat(gt_boxes)) if matched_boxes else \
+                layer['boxes'].sum() * 0
+            losses['loss_box'] = self.box_weight * loss_box
         return dict(
+            losses,
             loss_cls=self.cls_weight * loss_cls,
             loss_mask_bce=self.mask_bce_weight * mask_bce / batch_size,
             loss_mask_dice=self.mask_dice_weight * (mask_dice / batch_size if average_dice else mask_dice),
@@ -111,8 +136,10 @@ class IKNECriterion(nn.Module):
         Args:
             preds: the head's output: ``layers`` (per layer: ``cls_logits`` [B, Q, C+1],
                 ``scores`` [B, Q, 1], ``centers`` [B, Q, 3], ``mask_logits`` list of
-                [Q, S_b]) and ``queries`` [B, Q, D] (final normalised queries).
-            gts: per scene, ``labels_3d`` [K], ``sp_masks`` bool [K, S_b], ``centers`` [K, 3].
+                [Q, S_b], optionally ``boxes`` [B, Q, 6]), ``queries`` [B, Q, D] (the
+                instance features) and optionally ``low_rank_queries`` [B, Q, D].
+            gts: per scene, ``labels_3d`` [K], ``sp_masks`` bool [K, S_b], ``centers`` [K, 3]
+                (and ``boxes`` [K, 6] for a head that predicts boxes).
         """
         if len(gts) != preds['layers'][0]['cls_logits'].shape[0]:
             raise ValueError(f"got {len(gts)} GT scenes for a batch of {preds['layers'][0]['cls_logits'].shape[0]}")
@@ -134,5 +161,6 @@ class IKNECriterion(nn.Module):
             if self.ika_loss is not None:
                 losses['loss_ika'] = self.ika_loss(features, assignments)
             if self.isg_loss is not None:
-                losses['loss_isg'] = self.isg_loss(features, assignments)
+                low_rank = {'low_rank': list(preds['low_rank_queries'])} if 'low_rank_queries' in preds else {}
+                losses['loss_isg'] = self.isg_loss(features, assignments, **low_rank)
         return losses

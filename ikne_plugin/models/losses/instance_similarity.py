@@ -89,19 +89,22 @@ class InstanceSimilarityLoss(nn.Module):
         raise NotImplementedError
 
     def forward(self, features: Sequence[torch.Tensor],
-                assignments: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+                assignments: Optional[Sequence[torch.Tensor]] = None, **inputs) -> torch.Tensor:
         """Weighted loss summed over scenes.
 
         Args:
             features: per scene, instance features [Nq_i, D].
             assignments: per scene, int64 [Nq_i] GT instance index of each query
                 (-1: none); needed only for the ``same_instance`` target.
+            inputs: further per-scene lists, passed scene by scene to ``similarity`` as
+                keyword arguments (ISG's ``low_rank``).
         """
         if self.target == 'same_instance' and assignments is None:
             raise ValueError("target='same_instance' needs the per-scene assignments")
         if assignments is not None and len(assignments) != len(features):
             raise ValueError(f'got {len(features)} feature tensors but {len(assignments)} assignments')
-        sims = [self.similarity(f) if f.shape[0] else None for f in features]
+        sims = [self.similarity(f, **{k: v[i] for k, v in inputs.items()}) if f.shape[0] else None
+                for i, f in enumerate(features)]
         if self.normalize == 'batch' and any(s is not None for s in sims):
             low = torch.stack([s.min() for s in sims if s is not None]).min()
             high = torch.stack([s.max() for s in sims if s is not None]).max()

@@ -1,4 +1,6 @@
 """ISG, instance structure guidance: supervise F~ F^T, F~ a low-rank (truncated SVD) reconstruction of F."""
+from typing import Optional
+
 import torch
 from mmdet3d.registry import MODELS
 
@@ -77,5 +79,9 @@ class ISGLoss(InstanceSimilarityLoss):
             raise ValueError(f'rank must be >= 1, got {rank}')
         self.rank = rank
 
-    def similarity(self, features: torch.Tensor) -> torch.Tensor:
-        return truncated_svd_reconstruction(features, self.rank) @ features.T
+    def similarity(self, features: torch.Tensor, low_rank: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """F~ F^T; F~ = ``low_rank`` where the head computed it (the kernel head runs the truncated
+        SVD of its candidate features through Point Aggregator 2), else the truncated SVD of F."""
+        if low_rank is None:
+            low_rank = truncated_svd_reconstruction(features, self.rank)
+        return low_rank @ features.T

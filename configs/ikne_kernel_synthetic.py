@@ -1,0 +1,22 @@
+# Kernel-based IKNE on the embedded synthetic rooms (`make demo MODEL=kernel`): the synthetic
+# transformer config with the head swapped for the kernel head, sized like it for a 2-core CPU
+# (rooms of 15k-40k points and 10-35 objects); the instance criterion is inherited unchanged.
+_base_ = ['./ikne_trans_synthetic.py']
+
+model = dict(
+    head=dict(
+        _delete_=True,
+        type='IKNEKernelHead',
+        in_channels=16,
+        channels=64,
+        mask_channels=16,
+        num_candidates=512,
+        radius1=0.2,
+        num_neighbors1=32,
+        num_instances=64,
+        radius2=0.4,
+        num_neighbors2=32,
+        score_thr=0.2,
+        min_points=100,
+        topk=100,
+        criterion={{_base_.model.head.criterion}}))
