@@ -60,15 +60,19 @@ class IKNE(Base3DDetector):
         device = points[0].device
         num_points = [len(p) for p in points]
         batch_size = len(points)
+        # non_blocking: a copy from pageable memory that does not wait for the GPU's queue
         batch_idx = torch.repeat_interleave(
-            torch.arange(batch_size, device=device), torch.tensor(num_points, device=device),
-            output_size=sum(num_points))
+            torch.arange(batch_size, device=device),
+            torch.tensor(num_points).to(device, non_blocking=True), output_size=sum(num_points))
         pts = torch.cat(points)
         xyz = pts[:, :3]
         feats = [pts[:, 3:6], xyz] + ([pts[:, 6:9]] if self.with_normals else [])
         voxel_coords, p2v, spatial_shape = self.voxelize_points(xyz, batch_idx, batch_size)
         voxel_feats = voxel_pool(torch.cat(feats, 1), p2v, len(voxel_coords), 'mean')
-        pts_feats = self.backbone(voxel_feats, voxel_coords, spatial_shape, batch_size)[p2v]
+        # back to the points' dtype: spconv computes in float16 under CUDA autocast, voxel_pool
+        # takes float32/float64 (a no-op without autocast)
+        pts_feats = self.backbone(voxel_feats, voxel_coords, spatial_shape,
+                                  batch_size).to(voxel_feats.dtype)[p2v]
 
         # superpoints: one id space over the batch, offset by the superpoints of earlier scenes
         all_sp = torch.cat(sp_ids)

@@ -30,6 +30,17 @@ def _box_loss(boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
     return ((boxes - gt_boxes).abs().sum(-1) + 1 - iou).mean()
 
 
+def _float32(preds):
+    """``preds`` (nested dicts and lists of tensors) with float16/bfloat16 tensors in float32."""
+    if isinstance(preds, torch.Tensor):
+        return preds.float() if preds.dtype in (torch.float16, torch.bfloat16) else preds
+    if isinstance(preds, dict):
+        return {k: _float32(v) for k, v in preds.items()}
+    if isinstance(preds, (list, tuple)):
+        return type(preds)(_float32(v) for v in preds)
+    return preds
+
+
 @MODELS.register_module()
 class IKNECriterion(nn.Module):
     """MAFT's set criterion (maft/model/loss.py, ``Criterion``) plus IKNE's IKA/ISG losses.
@@ -143,6 +154,14 @@ class IKNECriterion(nn.Module):
         """
         if len(gts) != preds['layers'][0]['cls_logits'].shape[0]:
             raise ValueError(f"got {len(gts)} GT scenes for a batch of {preds['layers'][0]['cls_logits'].shape[0]}")
+        # Under autocast the head's outputs are float16/bfloat16, but matching costs and losses
+        # sum over thousands of superpoints (float16 overflows past 65504 and counts mask
+        # overlaps exactly only up to 2048, bfloat16 up to 256): float32, autocast off.
+        with torch.autocast(preds['layers'][0]['cls_logits'].device.type, enabled=False):
+            return self._losses(_float32(preds), gts)
+
+    def _losses(self, preds: Dict, gts: Sequence) -> Dict[str, torch.Tensor]:
+        """The losses of ``forward`` (autocast off, no half-precision inputs)."""
         layers = preds['layers']
         matches = self.matcher(layers, gts)
         losses = {}

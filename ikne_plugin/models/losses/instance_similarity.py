@@ -56,7 +56,8 @@ def minmax_normalize(sim: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -
 def weighted_target_loss(sim: torch.Tensor, target: torch.Tensor, off_target_weight: float) -> torch.Tensor:
     """sum over T = 1 of (S - 1)^2 + off_target_weight * sum over T = 0 of S^2."""
     sq = (sim - target.to(sim.dtype)) ** 2
-    return sq[target].sum() + off_target_weight * sq[~target].sum()
+    # where() rather than boolean indexing, which waits for the GPU to count the selection
+    return torch.where(target, sq, 0).sum() + off_target_weight * torch.where(target, 0, sq).sum()
 
 
 class InstanceSimilarityLoss(nn.Module):

@@ -38,9 +38,9 @@ class _TopEigenProjector(torch.autograd.Function):
         gap = evals[:, None] - evals[None, :]
         across = kept[:, None] ^ kept[None, :]
         usable = across & (gap.abs() > 1e-10 * evals.abs().max().clamp_min(1e-300))
-        inv_gap = torch.zeros_like(gap)
-        # 1 / (l_kept - l_dropped), symmetric: |gap| since kept eigenvalues are the larger ones.
-        inv_gap[usable] = 1.0 / gap[usable].abs()
+        # 1 / (l_kept - l_dropped), symmetric: |gap| since kept eigenvalues are the larger ones
+        # (where() rather than boolean indexing, which waits for the GPU to count the selection).
+        inv_gap = torch.where(usable, 1.0 / gap.abs(), 0.0)
         g = grad_proj.double()
         g = (g + g.T) / 2
         grad_gram = evecs @ (inv_gap * (evecs.T @ g @ evecs)) @ evecs.T

@@ -20,7 +20,8 @@ class HungarianMatcher:
     BCE averaged over the superpoints, Dice with +1 smoothing. All cost matrices of all
     layers and scenes are computed on the predictions' device and copied to the host
     in one transfer (a single synchronisation per call); scipy's
-    ``linear_sum_assignment`` then solves each (layer, scene).
+    ``linear_sum_assignment`` then solves each (layer, scene), and all matches go back
+    to the device in one copy.
     """
 
     def __init__(self, cls_cost: float = 0.5, mask_bce_cost: float = 1.0, mask_dice_cost: float = 1.0,
@@ -79,10 +80,9 @@ class HungarianMatcher:
             costs.append(cost.flatten())
             shapes.append(cost.shape)
         host = torch.cat(costs).double().cpu().numpy() if costs else np.empty(0)  # the one sync
-        per_scene, offset = [], 0
+        solved, offset = [], 0  # per (scene with GT, layer): (rows, cols)
         for b, shape in enumerate(shapes):
             if shape is None:
-                per_scene.append([(empty, empty)] * len(layers))
                 continue
             size = int(np.prod(shape))
             cost = host[offset:offset + size].reshape(shape)
@@ -90,10 +90,12 @@ class HungarianMatcher:
             if not np.isfinite(cost).all():
                 raise ValueError(f'HungarianMatcher: scene {b} has non-finite matching costs '
                                  '(NaN/inf in the predictions or GT centres)')
-            scene = []
-            for layer_cost in cost:
-                rows, cols = linear_sum_assignment(layer_cost)
-                scene.append((torch.as_tensor(rows, dtype=torch.long, device=device),
-                              torch.as_tensor(cols, dtype=torch.long, device=device)))
-            per_scene.append(scene)
+            solved += [linear_sum_assignment(layer_cost) for layer_cost in cost]
+        # All matches go back in one copy, not waiting for the GPU's queue (non_blocking).
+        if solved:
+            pairs = np.concatenate([np.stack(p) for p in solved], 1).astype(np.int64)
+            pairs = torch.from_numpy(pairs).to(device, non_blocking=True)
+            pieces = iter(pairs.split([len(rows) for rows, _ in solved], 1))
+        per_scene = [[(empty, empty)] * len(layers) if shape is None
+                     else [tuple(next(pieces)) for _ in layers] for shape in shapes]
         return [[per_scene[b][i] for b in range(len(gts))] for i in range(len(layers))]

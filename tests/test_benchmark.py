@@ -1,0 +1,42 @@
+"""tools/benchmark.py: its scenes have ScanNet's sizes, and it runs end to end on the CPU."""
+import json
+import os
+import runpy
+import sys
+
+import numpy as np
+
+from _tools import TINY_MODEL, one_thread  # noqa: F401 (fixture: one torch thread)
+from test_amp import ROOT, load_benchmark
+
+
+def test_scenes_have_scannet_size():
+    scene = load_benchmark().synthetic_scene(150_000, seed=0)
+    voxels = len(np.unique(np.floor(scene['points'][:, :3] / 0.02), axis=0))
+    assert 120_000 <= voxels <= 135_000  # MAFT's measurement: 129k
+    assert 2_500 <= scene['superpoints'].max() + 1 <= 3_300  # 2,819
+    assert (scene['instance'] >= 0).any() and (scene['instance'] < 0).any()
+
+
+def test_runs_on_the_cpu(tmp_path):
+    out = tmp_path / 'bench.json'
+    argv = sys.argv
+    sys.argv = ['benchmark.py', os.path.join(ROOT, 'configs', 'ikne_trans_synthetic.py'), '--device', 'cpu',
+                '--points', '20000', '--batch', '2', '--repeats', '1', '--warmup', '0', '--json', str(out),
+                '--cfg-options', *TINY_MODEL]
+    try:
+        runpy.run_path(os.path.join(ROOT, 'tools', 'benchmark.py'), run_name='__main__')
+    finally:
+        sys.argv = argv
+    result = json.loads(out.read_text())['float32']
+    inference, train = result['inference'], result['train']
+    assert list(inference['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder',
+                                            'post-processing', 'to host']
+    assert list(train['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder', 'matching',
+                                        'set losses', 'IKA loss', 'ISG loss', 'losses', 'backward',
+                                        'optimizer step']
+    for total, stages in ((inference['total_ms'], inference['stages_ms']), (train['step_ms'], train['stages_ms'])):
+        assert all(ms >= 0 for ms in stages.values())
+        assert abs(sum(stages.values()) - total) <= 0.05 * total + 5  # the stages make up the run
+    assert train['voxels'] > inference['voxels'] > 0 and inference['superpoints'] > 1000
+    assert result['ratios']['step_over_backbone_fwd_bwd'] == train['step_ms'] / train['backbone_fwd_bwd_ms']

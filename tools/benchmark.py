@@ -1,0 +1,457 @@
+"""End-to-end speed and memory of an IKNE model on synthetic ScanNet-size scenes.
+
+    python tools/benchmark.py CONFIG [--device cuda|cpu] [--points 150000] [--batch 4] [--amp]
+        [--repeats 10] [--warmup 3] [--json OUT] [--cfg-options key=value ...]
+
+Measures, in one run, with the model built from CONFIG (random weights):
+
+- inference of one scene, end to end: voxelisation, backbone, superpoint pooling, decoder,
+  post-processing and the transfer of the predicted masks to the host; next to it the
+  backbone alone on the same voxels (the floor);
+- a training step at ``--batch`` scenes: forward, matching, losses (IKA/ISG apart), backward
+  and the optimiser step (the config's optimiser wrapper); next to it the backbone's forward
+  and backward alone on the same batch;
+- peak GPU memory of both;
+- with ``--amp`` (CUDA only) the same again under mixed precision (the config's optimiser
+  wrapper turned into ``AmpOptimWrapper`` by ``setup_runner_cfg``, as ``tools/train.py --amp``
+  does: float16 autocast, dynamic loss scale), and how far its outputs are from float32.
+
+Times are medians over ``--repeats`` runs after ``--warmup`` runs. Totals are wall-clock
+times with the GPU synchronised before and after; the per-stage breakdown comes from CUDA
+events recorded at the stage boundaries by module hooks in the same runs (no extra
+synchronisation; perf_counter on the CPU), so the stages add up to the total. On CUDA the
+host synchronisations of one training step are counted by place in the code
+(``torch.cuda.set_sync_debug_mode``).
+
+Scenes: points on the floor and walls of a 6 x 5 m room and on the top and sides of 12
+furniture boxes (the instances), sampled by area with 3 mm noise; superpoints are the
+0.26 m squares of each face. 150k points give about 128k voxels at 2 cm and 2.9k
+superpoints, the sizes of MAFT's measurement in issue 6 (129k voxels, 2,819 superpoints).
+"""
+import argparse
+import contextlib
+import copy
+import json
+import statistics
+import time
+import traceback
+import warnings
+
+import numpy as np
+import torch
+from mmdet3d.registry import MODELS
+from mmdet3d.structures import Det3DDataSample, PointData
+from mmengine.config import Config, DictAction
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.runner.amp import autocast
+
+from ikne_plugin.datasets.transforms.pack_instance_seg_inputs import PackInstanceSegInputs
+from ikne_plugin.ops.ext_loader import load_ext
+from ikne_plugin.utils import atomic_write, setup_runner_cfg
+
+ROOM = (6.0, 5.0, 2.6)  # metres
+NUM_BOXES = 12
+SUPERPOINT_SIZE = 0.26  # metres
+NOISE = 0.003  # metres
+NUM_CLASSES = 18
+# AMP against float32 on the same weights and inputs: relative L2 error of the decoder's
+# final class and mask logits, and relative error of the total training loss.
+AMP_TOLERANCE = 2e-2
+
+
+def _box_faces(lo, hi, with_bottom):
+    """(origin, u edge, v edge) of the faces of an axis-aligned box (or room shell)."""
+    size = hi - lo
+    ex, ey, ez = np.diag(size)
+    faces = [(lo, ex, ey)] if with_bottom else []
+    faces += [(lo + ez, ex, ey),  # top
+              (lo, ex, ez), (lo + ey, ex, ez), (lo, ey, ez), (lo + ex, ey, ez)]  # sides
+    return faces
+
+
+def synthetic_scene(num_points, seed):
+    """A room-like scene: dict of ``points`` float32 [N, 6] (x, y, z, rgb in [-1, 1]),
+    ``superpoints`` int64 [N] (dense), ``instance`` int64 [N] (-1 on the room shell) and
+    ``labels`` int64 [K] (instance class of each box)."""
+    rng = np.random.default_rng(seed)
+    room = np.array(ROOM)
+    # the shell: floor and four walls (the bottom face of a box is the floor)
+    shell = _box_faces(np.zeros(3), room, with_bottom=True)
+    surfaces = [(face, -1) for face in shell[:1] + shell[2:]]
+    for k in range(NUM_BOXES):
+        size = rng.uniform([0.4, 0.4, 0.4], [2.0, 1.6, 2.0])
+        lo = np.append(rng.uniform(0, room[:2] - size[:2]), 0.0)
+        surfaces += [(face, k) for face in _box_faces(lo, lo + size, with_bottom=False)]
+    origins = np.stack([f[0] for f, _ in surfaces])
+    edge_u = np.stack([f[1] for f, _ in surfaces])
+    edge_v = np.stack([f[2] for f, _ in surfaces])
+    areas = np.linalg.norm(np.cross(edge_u, edge_v), axis=1)
+    surface = rng.choice(len(surfaces), num_points, p=areas / areas.sum())
+    uv = rng.random((num_points, 2))
+    xyz = origins[surface] + uv[:, :1] * edge_u[surface] + uv[:, 1:] * edge_v[surface]
+    xyz += rng.normal(0, NOISE, xyz.shape)
+    # superpoints: SUPERPOINT_SIZE squares of each face
+    cells = np.floor(uv * np.stack([np.linalg.norm(edge_u, axis=1),
+                                    np.linalg.norm(edge_v, axis=1)], 1)[surface]
+                     / SUPERPOINT_SIZE).astype(np.int64)
+    key = (surface * 1024 + cells[:, 0]) * 1024 + cells[:, 1]
+    superpoints = np.unique(key, return_inverse=True)[1].reshape(-1)
+    instance = np.array([k for _, k in surfaces])[surface]
+    colours = rng.uniform(-1, 1, (NUM_BOXES + 1, 3))
+    rgb = np.clip(colours[instance] + rng.normal(0, 0.05, (num_points, 3)), -1, 1)
+    points = np.concatenate([xyz - xyz.min(0), rgb], 1).astype(np.float32)
+    return dict(points=points, superpoints=superpoints, instance=instance,
+                labels=rng.integers(0, NUM_CLASSES, NUM_BOXES))
+
+
+def scene_inputs(scene, device):
+    """(points tensor, ``Det3DDataSample`` with superpoints and GT instances) on ``device``,
+    the GT built as ``PackInstanceSegInputs`` builds it for the dataset."""
+    points = scene['points']
+    superpoints = scene['superpoints']
+    sample = Det3DDataSample()
+    sample.gt_pts_seg = PointData(sp_pts_mask=torch.from_numpy(superpoints))
+    sample.gt_instances_3d = PackInstanceSegInputs.instance_targets(
+        points[:, :3], superpoints, int(superpoints.max()) + 1, scene['instance'],
+        len(scene['labels']), scene['labels'])
+    return torch.from_numpy(points).to(device), sample.to(device)
+
+
+class StageClock:
+    """Stage boundaries of one run, marked by hooks: CUDA events recorded in stream order on
+    the GPU (no synchronisation), perf_counter on the CPU. A mark names the stage ending there."""
+
+    def __init__(self, device):
+        self.cuda = device.type == 'cuda'
+        self.marks = None  # [(stage, stamp)] while recording
+
+    def mark(self, stage):
+        if self.marks is None:
+            return
+        if self.cuda:
+            stamp = torch.cuda.Event(enable_timing=True)
+            stamp.record()
+        else:
+            stamp = time.perf_counter()
+        self.marks.append((stage, stamp))
+
+    @contextlib.contextmanager
+    def recording(self):
+        self.marks = []
+        self.mark('start')
+        try:
+            yield
+        finally:
+            self.marks, marks = None, self.marks
+            self.last = marks
+
+    def stages(self):
+        """{stage: ms} of the last recording; a stage met several times is summed."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        out = {}
+        for (_, start), (stage, end) in zip(self.last, self.last[1:]):
+            ms = start.elapsed_time(end) if self.cuda else (end - start) * 1e3
+            out[stage] = out.get(stage, 0.0) + ms
+        return out
+
+
+class _MarkAfter:
+    """Calls ``fn`` and marks the end of ``stage`` (the matcher is a plain callable)."""
+
+    def __init__(self, fn, clock, stage):
+        self.fn, self.clock, self.stage = fn, clock, stage
+
+    def __call__(self, *args, **kwargs):
+        out = self.fn(*args, **kwargs)
+        self.clock.mark(self.stage)
+        return out
+
+
+def install_stage_marks(model, clock):
+    """Hooks that mark the stages of the IKNE detector and its transformer head; returns a dict
+    whose ``backbone_args`` holds the backbone's inputs of the latest call."""
+    seen = {}
+
+    def around(module, before, after):
+        module.register_forward_pre_hook(lambda *_: clock.mark(before))
+        module.register_forward_hook(lambda *_: clock.mark(after))
+
+    model.backbone.register_forward_pre_hook(lambda _, args: seen.__setitem__('backbone_args', args))
+    around(model.backbone, 'voxelize', 'backbone')
+    around(model.head, 'superpoint pooling', 'decoder')
+    criterion = getattr(model.head, 'criterion', None)
+    if criterion is not None:
+        criterion.matcher = _MarkAfter(criterion.matcher, clock, 'matching')
+        for name, stage in (('ika_loss', 'IKA loss'), ('isg_loss', 'ISG loss')):
+            if getattr(criterion, name, None) is not None:
+                around(getattr(criterion, name), 'set losses', stage)
+    return seen
+
+
+def synchronize(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def time_runs(fn, clock, device, warmup, repeats):
+    """Median wall ms of fn() (synchronised before and after) and median ms of each stage."""
+    for _ in range(warmup):
+        fn()
+    walls, stages = [], []
+    for _ in range(repeats):
+        synchronize(device)
+        with clock.recording():
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            walls.append((time.perf_counter() - start) * 1e3)
+        stages.append(clock.stages())
+    return statistics.median(walls), {k: statistics.median(s[k] for s in stages) for k in stages[0]}
+
+
+def median_ms(fn, device, warmup, repeats):
+    """Median wall ms of fn(), synchronised before and after."""
+    return time_runs(fn, StageClock(torch.device('cpu')), device, warmup, repeats)[0]
+
+
+def peak_gib(fn, device):
+    """Peak GPU memory allocated during fn() (GiB), None on the CPU."""
+    if device.type != 'cuda':
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**30
+
+
+def count_host_syncs(fn):
+    """{place in the code: count} of the host synchronisations during fn() on CUDA: the
+    innermost caller outside torch of each sync that torch's sync debug mode reports."""
+    counts = {}
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        frames = [f for f in traceback.extract_stack()[:-1]
+                  if '/torch/' not in f.filename and '/warnings.py' not in f.filename]
+        where = frames[-1] if frames else None
+        key = f'{"/".join(where.filename.split("/")[-3:])}:{where.lineno} {where.name}' if where else filename
+        counts[key] = counts.get(key, 0) + 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        warnings.showwarning = record
+        torch.cuda.set_sync_debug_mode('warn')
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def relative_error(value, reference):
+    """||value - reference|| / ||reference|| (L2, in float32)."""
+    reference = reference.float()
+    return float((value.float() - reference).norm() / reference.norm().clamp_min(1e-12))
+
+
+def amp_deviation(model, scene, batch):
+    """How far float16 autocast is from float32 on the same weights and inputs: the decoder's
+    final-layer outputs of one scene (eval mode) and the total training loss of the batch."""
+    points, sample = scene
+    model.eval()
+    with torch.no_grad():
+        ref = model._forward(dict(points=[points]), [sample])['layers'][-1]
+        with autocast(enabled=True):
+            amp = model._forward(dict(points=[points]), [sample])['layers'][-1]
+    out = dict(cls_logits=relative_error(amp['cls_logits'], ref['cls_logits']),
+               mask_logits=relative_error(torch.cat(amp['mask_logits'], 1), torch.cat(ref['mask_logits'], 1)),
+               scores=relative_error(amp['scores'], ref['scores']),
+               centers=relative_error(amp['centers'], ref['centers']),
+               mask_sign_agreement=float(((torch.cat(amp['mask_logits'], 1) > 0) ==
+                                          (torch.cat(ref['mask_logits'], 1) > 0)).float().mean()))
+    model.train()
+    with torch.no_grad():
+        loss_ref = model.parse_losses(model.loss(*batch))[0]
+        with autocast(enabled=True):
+            loss_amp = model.parse_losses(model.loss(*batch))[0]
+    out['train_loss'] = relative_error(loss_amp, loss_ref)
+    out['tolerance'] = AMP_TOLERANCE
+    out['within_tolerance'] = all(out[k] <= AMP_TOLERANCE for k in ('cls_logits', 'mask_logits', 'train_loss'))
+    return out
+
+
+def precision(amp):
+    """mmengine's autocast (float16 on CUDA, as the Runner's test loop and AmpOptimWrapper
+    use it) for ``amp``, else nothing."""
+    return autocast(enabled=True) if amp else contextlib.nullcontext()
+
+
+def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
+    """Inference and training figures of one precision (float32, or float16 autocast)."""
+    points, sample = scene
+
+    def infer():
+        with torch.no_grad(), precision(amp):
+            result = model.predict(dict(points=[points]), [sample])
+        clock.mark('post-processing')
+        [r.pred_pts_seg.cpu() for r in result]
+        clock.mark('to host')
+
+    def train_step():
+        with optim_wrapper.optim_context(model):
+            losses = model.loss(*batch)
+        loss = model.parse_losses(losses)[0]
+        clock.mark('losses')
+        optim_wrapper.backward(loss)
+        clock.mark('backward')
+        optim_wrapper.step()
+        optim_wrapper.zero_grad()
+        clock.mark('optimizer step')
+
+    model.eval()
+    infer_ms, infer_stages = time_runs(infer, clock, device, args.warmup, args.repeats)
+    backbone_args = seen['backbone_args']
+
+    def backbone_infer():
+        with torch.no_grad(), precision(amp):
+            model.backbone(*backbone_args)
+
+    out = dict(inference=dict(
+        total_ms=infer_ms, stages_ms=infer_stages,
+        backbone_ms=median_ms(backbone_infer, device, args.warmup, args.repeats),
+        voxels=len(backbone_args[0]), superpoints=int(sample.gt_pts_seg.sp_pts_mask.max()) + 1,
+        peak_memory_gib=peak_gib(infer, device)))
+
+    model.train()
+    step_ms, step_stages = time_runs(train_step, clock, device, args.warmup, args.repeats)
+    train_args = seen['backbone_args']
+
+    def backbone_step():
+        with precision(amp):
+            features = model.backbone(*train_args)
+        features.float().sum().backward()
+        model.backbone.zero_grad(set_to_none=True)
+
+    out['train'] = dict(
+        step_ms=step_ms, stages_ms=step_stages,
+        backbone_fwd_bwd_ms=median_ms(backbone_step, device, args.warmup, args.repeats),
+        voxels=len(train_args[0]), peak_memory_gib=peak_gib(train_step, device))
+    if device.type == 'cuda':
+        out['train']['host_syncs'] = count_host_syncs(train_step)
+    out['ratios'] = dict(
+        inference_over_backbone=infer_ms / out['inference']['backbone_ms'],
+        step_over_backbone_fwd_bwd=step_ms / out['train']['backbone_fwd_bwd_ms'])
+    return out
+
+
+# Issue 6's goals for ScanNet-size scenes (150k points, batch 4) on the H100.
+GOALS = dict(inference_ms=42.0, amp_inference_ms=30.0, step_over_backbone_fwd_bwd=1.5,
+             train_peak_memory_gib=10.0)
+
+
+def print_report(result):
+    """The figures as a table."""
+    runs = [k for k in ('float32', 'amp') if isinstance(result.get(k), dict)]
+    print(f"{result['config']} on {result['device']}: inference 1 scene of {result['points']} points "
+          f"({result['float32']['inference']['voxels']} voxels, "
+          f"{result['float32']['inference']['superpoints']} superpoints); training batch "
+          f"{result['batch']} ({result['float32']['train']['voxels']} voxels); medians of "
+          f"{result['repeats']} runs, ms")
+    print(f"{'':34}" + ''.join(f'{k:>12}' for k in runs))
+
+    def row(label, get, fmt='{:12.2f}'):
+        values = []
+        for k in runs:
+            try:
+                values.append(fmt.format(get(result[k])))
+            except (KeyError, TypeError):
+                values.append(f"{'-':>12}")
+        print(f'{label:34}' + ''.join(values))
+
+    stages = lambda part: list(dict.fromkeys(s for k in runs for s in result[k][part]['stages_ms']))
+    row('inference, end to end', lambda r: r['inference']['total_ms'])
+    for stage in stages('inference'):
+        row(f'  {stage}', lambda r: r['inference']['stages_ms'][stage])
+    row('backbone alone', lambda r: r['inference']['backbone_ms'])
+    row('  ratio end to end / backbone', lambda r: r['ratios']['inference_over_backbone'])
+    row('peak memory, GiB', lambda r: r['inference']['peak_memory_gib'])
+    row('training step', lambda r: r['train']['step_ms'])
+    for stage in stages('train'):
+        row(f'  {stage}', lambda r: r['train']['stages_ms'][stage])
+    row('backbone alone, fwd + bwd', lambda r: r['train']['backbone_fwd_bwd_ms'])
+    row('  ratio step / backbone fwd+bwd', lambda r: r['ratios']['step_over_backbone_fwd_bwd'])
+    row('peak memory, GiB', lambda r: r['train']['peak_memory_gib'])
+    row('host syncs in a step', lambda r: sum(r['train']['host_syncs'].values()), '{:12d}')
+    if 'amp_deviation' in result:
+        dev = result['amp_deviation']
+        print('amp vs float32 (relative L2): ' + ', '.join(
+            f'{k} {dev[k]:.2e}' for k in ('cls_logits', 'mask_logits', 'scores', 'centers', 'train_loss'))
+            + f"; mask signs agree {dev['mask_sign_agreement']:.4f}; tolerance {dev['tolerance']:.0e}: "
+            + ('within' if dev['within_tolerance'] else 'EXCEEDED'))
+    for k in runs:
+        syncs = result[k]['train'].get('host_syncs')
+        if syncs:
+            print(f'host syncs of one training step ({k}): ' + '; '.join(f'{n}x {w}' for w, n in syncs.items()))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='End-to-end benchmark of an IKNE model.')
+    parser.add_argument('config')
+    parser.add_argument('--device', default='cuda', choices=['cuda', 'cpu'])
+    parser.add_argument('--points', type=int, default=150_000, help='points per scene')
+    parser.add_argument('--batch', type=int, default=4, help='scenes per training step')
+    parser.add_argument('--amp', action='store_true',
+                        help='also measure float16 autocast (CUDA) and its deviation from float32')
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=3)
+    parser.add_argument('--json', help='write the results to this JSON file')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, e.g. model.head.num_queries=200')
+    args = parser.parse_args()
+    if args.amp and args.device != 'cuda':
+        parser.error('--amp needs --device cuda (mmengine\'s AmpOptimWrapper is CUDA only)')
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error('--repeats must be >= 1 and --warmup >= 0')
+    return args
+
+
+def main():
+    args = parse_args()
+    device = torch.device(args.device)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg = setup_runner_cfg(cfg, args.config)
+    init_default_scope(cfg.get('default_scope', 'mmdet3d'))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model).to(device)
+    clock = StageClock(device)
+    seen = install_stage_marks(model, clock)
+    scenes = [scene_inputs(synthetic_scene(args.points, seed), device) for seed in range(args.batch)]
+    batch = (dict(points=[p for p, _ in scenes]), [s for _, s in scenes])
+    result = dict(config=args.config, device=torch.cuda.get_device_name(device) if device.type == 'cuda'
+                  else 'CPU', torch=torch.__version__, extension=load_ext() is not None,
+                  points=args.points, batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                  goals=GOALS)
+    result['float32'] = measure(model, build_optim_wrapper(model, cfg.optim_wrapper), clock, seen,
+                                scenes[0], batch, device, args, amp=False)
+    if args.amp:
+        amp_cfg = setup_runner_cfg(copy.deepcopy(cfg), args.config, amp=True)
+        try:
+            result['amp'] = measure(model, build_optim_wrapper(model, amp_cfg.optim_wrapper), clock, seen,
+                                    scenes[0], batch, device, args, amp=True)
+            result['amp_deviation'] = amp_deviation(model, scenes[0], batch)
+        except Exception:  # keep the float32 figures; the error goes into the JSON and exit status
+            result['amp'] = traceback.format_exc()
+    print_report(result)
+    if args.json:
+        atomic_write(args.json, json.dumps(result, indent=2) + '\n')
+        print(f'results written to {args.json}')
+    if isinstance(result.get('amp'), str):
+        raise SystemExit(f"--amp failed:\n{result['amp']}")
+
+
+if __name__ == '__main__':
+    main()
