@@ -188,7 +188,7 @@ def bad_inputs(tmp_path):
 
     cases.append((tmp_path / 'absent.pth', r'checkpoint file not found: .*absent\.pth'))
     (tmp_path / 'dir.pth').mkdir()
-    cases.append((tmp_path / 'dir.pth', r'checkpoint file not found: .*dir\.pth'))
+    cases.append((tmp_path / 'dir.pth', r'checkpoint file is a directory, not a file: .*dir\.pth'))
     (tmp_path / 'notes.pth').write_text('not a checkpoint\n')
     cases.append((tmp_path / 'notes.pth', r'notes\.pth: it is truncated, corrupt or not a torch'))
     truncated = tmp_path / 'truncated.pth'

@@ -40,7 +40,8 @@ def read_checkpoint(filename, map_location='cpu'):
     file and the problem."""
     filename = os.fspath(filename)
     if not os.path.isfile(filename):
-        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+        what = 'is a directory, not a file' if os.path.isdir(filename) else 'not found'
+        raise FileNotFoundError(f'checkpoint file {what}: {filename}')
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
     except Exception as err:  # torch.load raises many types (KeyError for a text file)
