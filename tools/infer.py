@@ -158,13 +158,19 @@ def instance_ids(masks, scores, owner):
 
 
 def instance_records(xyz, masks, labels, scores, owner, classes):
-    """The JSON entries of the instances (best first): class, score, points, box."""
+    """The JSON entries of the instances (best first): class, score, points, box. Counts and
+    boxes come from per-representative sums over the points it stands for (one pass)."""
+    order = np.argsort(owner, kind='stable')
+    starts = np.searchsorted(owner[order], np.arange(masks.shape[1]))
+    count = np.diff(np.append(starts, len(owner)))
+    lows = np.minimum.reduceat(xyz[order], starts)
+    highs = np.maximum.reduceat(xyz[order], starts)
     records = []
     for k in range(len(scores)):
-        inside = masks[k][owner]
-        lo, hi = xyz[inside].min(0), xyz[inside].max(0)
+        lo, hi = lows[masks[k]].min(0), highs[masks[k]].max(0)
         records.append(dict(id=k, label=classes[labels[k]], label_index=int(labels[k]),
-                            score=round(float(scores[k]), 4), num_points=int(inside.sum()),
+                            score=round(float(scores[k]), 4),
+                            num_points=int(count[masks[k]].sum()),
                             box_min=lo.round(4).tolist(), box_max=hi.round(4).tolist(),
                             center=((lo + hi) / 2).round(4).tolist(),
                             size=(hi - lo).round(4).tolist()))
