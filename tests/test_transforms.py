@@ -37,6 +37,18 @@ def _array(results):
     return results['points'].tensor.numpy().astype(np.float64)
 
 
+def test_center_scene_subtracts_the_mean_and_keeps_everything_else():
+    scene = _scene(500)
+    original = _array(scene)
+    out = TRANSFORMS.build(dict(type='CenterScene'))(scene)
+    centred = _array(out)
+    np.testing.assert_allclose(out['scene_center'], original[:, :3].mean(0), rtol=1e-12)
+    np.testing.assert_allclose(centred[:, :3], original[:, :3] - original[:, :3].mean(0),
+                               atol=1e-5)
+    np.testing.assert_allclose(centred[:, :3].mean(0), 0, atol=1e-5)
+    np.testing.assert_array_equal(centred[:, 3:], original[:, 3:])
+
+
 def test_jitter_flip_rotate_is_linear_and_keeps_normals_perpendicular():
     np.random.seed(0)
     t = TRANSFORMS.build(dict(type='RandomJitterFlipRotate'))

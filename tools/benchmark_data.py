@@ -34,6 +34,7 @@ from ikne_plugin.datasets.synthetic_scannet import (  # noqa: E402
 
 TRAIN_PIPELINE = [
     dict(type='LoadPointsFromFile', coord_type='DEPTH', load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
+    dict(type='CenterScene'),
     dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False, with_mask_3d=True,
          with_seg_3d=True),
     dict(type='LoadSuperPointsFromFile'),

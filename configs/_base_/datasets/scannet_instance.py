@@ -10,10 +10,12 @@ load_points = dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=F
 load_annotations = dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
                         with_mask_3d=True, with_seg_3d=True)
 
-# MAFT's training augmentation (maft/dataset/scannetv2.py): 3x3 jitter, x flip, z rotation,
-# colour jitter, elastic distortion at 2 cm voxels, crop to 250k points.
+# MAFT's data preparation centres each scene on its mean; then MAFT's training augmentation
+# (maft/dataset/scannetv2.py): 3x3 jitter, x flip, z rotation, colour jitter, elastic
+# distortion at 2 cm voxels, crop to 250k points.
 train_pipeline = [
     load_points,
+    dict(type='CenterScene'),
     load_annotations,
     dict(type='LoadSuperPointsFromFile'),
     dict(type='PointSegClassMapping'),
@@ -27,6 +29,7 @@ train_pipeline = [
 # No augmentation and no crop: every vertex is predicted, so AP is benchmark-comparable.
 test_pipeline = [
     load_points,
+    dict(type='CenterScene'),
     load_annotations,
     dict(type='LoadSuperPointsFromFile'),
     dict(type='PointSegClassMapping'),
