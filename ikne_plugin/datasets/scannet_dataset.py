@@ -74,9 +74,10 @@ class IKNEScanNetDataset(BaseDataset):
 
     def prepare_data(self, idx):
         """Check the scene's points file, then run the pipeline."""
-        lidar_points = self.get_data_info(idx)['lidar_points']
-        check_points_file(lidar_points['lidar_path'], lidar_points['num_pts_feats'],
-                          self.max_points)
+        info = self.get_data_info(idx)
+        check_points_file(info['lidar_points']['lidar_path'],
+                          info['lidar_points']['num_pts_feats'], self.max_points,
+                          info.get('num_points'))
         return super().prepare_data(idx)
 
     def parse_data_info(self, info):

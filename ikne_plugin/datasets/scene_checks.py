@@ -22,10 +22,12 @@ def check_points(xyz, source):
                              f'infinite coordinates (the first is point {int(bad.argmax())})')
 
 
-def check_points_file(path, num_features, max_points=DEFAULT_MAX_POINTS):
+def check_points_file(path, num_features, max_points=DEFAULT_MAX_POINTS, expected_points=None):
     """Check a converter ``points/*.bin`` (float32 rows of ``num_features`` values): not
     empty, a whole number of rows, at most ``max_points`` rows (judged from the size, before
-    reading) and finite coordinates. Returns the number of points."""
+    reading), ``expected_points`` rows if given (an info file's count: a file of other
+    columns can still be a whole number of rows) and finite coordinates. Returns the number
+    of points."""
     size = os.path.getsize(path)
     if size == 0:
         raise UserInputError(f'{path}: empty file')
@@ -40,6 +42,10 @@ def check_points_file(path, num_features, max_points=DEFAULT_MAX_POINTS):
                              f'{max_points:,}: the model would need too much memory; crop or '
                              'subsample the scene (tools/infer.py does), or raise the '
                              "dataset's max_points")
+    if expected_points is not None and num_points != expected_points:
+        raise UserInputError(f'{path}: {size} bytes are {num_points} points of {num_features} '
+                             f'float32 values, but the info file lists {expected_points} points: '
+                             'truncated, or written with other columns (e.g. without colours)')
     xyz = np.fromfile(path, np.float32).reshape(num_points, num_features)[:, :3]
     check_points(xyz, path)
     return num_points
