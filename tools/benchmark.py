@@ -21,7 +21,8 @@ times with the GPU synchronised before and after; the per-stage breakdown comes 
 events recorded at the stage boundaries by module hooks in the same runs (no extra
 synchronisation; perf_counter on the CPU), so the stages add up to the total. On CUDA the
 host synchronisations of one training step are counted by place in the code
-(``torch.cuda.set_sync_debug_mode``).
+(``torch.cuda.set_sync_debug_mode``), and the GPU's busy time of a run (torch.profiler) is
+set against its wall time.
 
 Scenes: points on the floor and walls of a 6 x 5 m room and on the top and sides of 12
 furniture boxes (the instances), sampled by area with 3 mm noise; superpoints are the
@@ -250,6 +251,19 @@ def count_host_syncs(fn):
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def gpu_busy_ms(fn):
+    """Sum of the durations of the GPU work (kernels, copies) of fn(), by torch.profiler: well
+    below the wall time, the host (Python, launches, synchronisations) bounds the run."""
+    try:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+    except RuntimeError as error:  # no CUPTI: the figure is missing, the others stand
+        print(f'GPU busy time not measured: {error}')
+        return None
+    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3
+
+
 def relative_error(value, reference):
     """||value - reference|| / ||reference|| (L2, in float32)."""
     reference = reference.float()
@@ -340,6 +354,10 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         voxels=len(train_args[0]), peak_memory_gib=peak_gib(train_step, device))
     if device.type == 'cuda':
         out['train']['host_syncs'] = count_host_syncs(train_step)
+        model.eval()
+        out['inference']['gpu_busy_ms'] = gpu_busy_ms(infer)
+        model.train()
+        out['train']['gpu_busy_ms'] = gpu_busy_ms(train_step)
     out['ratios'] = dict(
         inference_over_backbone=infer_ms / out['inference']['backbone_ms'],
         step_over_backbone_fwd_bwd=step_ms / out['train']['backbone_fwd_bwd_ms'])
@@ -374,12 +392,14 @@ def print_report(result):
     row('inference, end to end', lambda r: r['inference']['total_ms'])
     for stage in stages('inference'):
         row(f'  {stage}', lambda r: r['inference']['stages_ms'][stage])
+    row('  GPU busy (kernels, copies)', lambda r: r['inference']['gpu_busy_ms'])
     row('backbone alone', lambda r: r['inference']['backbone_ms'])
     row('  ratio end to end / backbone', lambda r: r['ratios']['inference_over_backbone'])
     row('peak memory, GiB', lambda r: r['inference']['peak_memory_gib'])
     row('training step', lambda r: r['train']['step_ms'])
     for stage in stages('train'):
         row(f'  {stage}', lambda r: r['train']['stages_ms'][stage])
+    row('  GPU busy (kernels, copies)', lambda r: r['train']['gpu_busy_ms'])
     row('backbone alone, fwd + bwd', lambda r: r['train']['backbone_fwd_bwd_ms'])
     row('  ratio step / backbone fwd+bwd', lambda r: r['ratios']['step_over_backbone_fwd_bwd'])
     row('peak memory, GiB', lambda r: r['train']['peak_memory_gib'])

@@ -91,9 +91,8 @@ class IKNECriterion(nn.Module):
 
     def class_weights(self, like: torch.Tensor) -> torch.Tensor:
         """[1] * num_classes + [no_object_weight] (MAFT's ``criterion.class_weight``)."""
-        weights = like.new_ones(self.num_classes + 1)
-        weights[-1] = self.no_object_weight
-        return weights
+        # new_full and cat, not an item assignment, which copies the scalar to the device and waits
+        return torch.cat([like.new_ones(self.num_classes), like.new_full((1, ), self.no_object_weight)])
 
     def layer_loss(self, layer: Dict, matches: Sequence, gts: Sequence, average_dice: bool = True
                    ) -> Dict[str, torch.Tensor]:
