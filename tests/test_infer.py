@@ -14,7 +14,7 @@ from plyfile import PlyData
 from _tools import (CONFIG, ROOT, make_data_root, one_thread, run_tool,  # noqa: F401
                     tiny_options)
 from ikne_plugin.datasets.ply import read_ply, write_ply
-from ikne_plugin.datasets.scene_input import subsample, voxel_superpoints
+from ikne_plugin.datasets.scene_input import subsample, voxel_cells, voxel_superpoints
 
 MESH_GZ = os.path.join(ROOT, 'tests', 'data', 'scene0470_00_vh_clean_2.ply.gz')
 
@@ -176,31 +176,33 @@ def test_bad_input_is_refused_with_the_file_and_the_problem(model, tmp_path, cas
     assert not (tmp_path / 'out').exists()
 
 
-def test_subsample_keeps_one_point_per_cell_within_the_limit():
+def test_subsample_keeps_one_point_per_cell_of_the_finest_grid_within_the_limit():
     xyz = np.random.default_rng(0).uniform(0, 2, (200_000, 3)).astype(np.float32)
-    keep, owner = subsample(xyz, 0.02, 20_000)
-    assert len(keep) <= 20_000 and owner.shape == (200_000,)
+    keep, owner, cell = subsample(xyz, 20_000)
+    assert 10_000 < len(keep) <= 20_000 and owner.shape == (200_000,)
     np.testing.assert_array_equal(owner[keep], np.arange(len(keep)))  # each keeps itself
-    # 2 and 4 cm cells keep more than 20,000 points; 8 cm ones at most 26**3
-    assert len(keep) <= 26 ** 3 and np.abs(xyz - xyz[keep][owner]).max() <= 0.08
-    np.testing.assert_array_equal(subsample(xyz, 0.02, 10 ** 6)[0], np.arange(200_000))
+    assert np.abs(xyz - xyz[keep][owner]).max() <= cell  # a point and its representative
+    assert len(voxel_cells(xyz, cell / 2 ** 0.25)[0]) > 20_000  # the next finer grid: too many
+    keep, owner, cell = subsample(xyz, 10 ** 6)
+    assert cell == 0 and (keep == np.arange(200_000)).all() and (owner == keep).all()
     superpoints = voxel_superpoints(xyz, 0.5)  # 0.5 m cells from the scene's minimum
-    cell = np.floor((xyz - xyz.min(0)) / 0.5) @ [16, 4, 1]
-    assert superpoints.max() + 1 == len(np.unique(cell)) == 4 ** 3
+    cells = np.floor((xyz - xyz.min(0)) / 0.5) @ [16, 4, 1]
+    assert superpoints.max() + 1 == len(np.unique(cells)) == 4 ** 3
     first = np.unique(superpoints, return_index=True)[1]
-    np.testing.assert_array_equal(cell[first][superpoints], cell)  # one superpoint per cell
+    np.testing.assert_array_equal(cells[first][superpoints], cells)  # one superpoint per cell
 
 
 def test_five_million_point_scene(model, tmp_path):
-    """5 M points, handled: subsampled to at most --max-points (default 1 M) for the model,
-    every point gets its representative's instance; this whole test process stays below
-    4 GB (README: measured peak of the command alone)."""
+    """5 M points, handled: subsampled to at most --max-points for the model (here 200,000,
+    for speed), every point gets its representative's instance; this whole test process
+    stays below 4 GB (README: the command's measured peak with the default 1 M)."""
     rng = np.random.default_rng(1)
     xyz = rng.uniform((0, 0, 0), (6, 5, 3), (5_000_000, 3)).astype(np.float32)
     scene = point_cloud(tmp_path / 'huge.ply', xyz, rng.integers(0, 255, (5_000_000, 3)))
     del xyz
-    summary, vertex, _ = infer(model, scene, tmp_path / 'out', '--superpoint-size', 0.5)
-    assert summary['num_points'] == 5_000_000 and summary['num_points_model'] <= 1_000_000
+    summary, vertex, _ = infer(model, scene, tmp_path / 'out', '--superpoint-size', 0.5,
+                               '--max-points', 200_000)
+    assert summary['num_points'] == 5_000_000 and summary['num_points_model'] <= 200_000
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 2 ** 20  # KiB
     assert len(summary['instances']) > 0
     check_consistent(summary, vertex)

@@ -9,8 +9,8 @@ or a converter points/*.bin. Superpoints: given ones if found beside the input (
 segs.json, the converter's super_points/), else ScanNet's mesh segmentator on a mesh, else a
 voxel grid of --superpoint-size metres (a bare point cloud); see
 ikne_plugin/datasets/scene_input.py. A scene of more than --max-points points is subsampled
-(one point per model voxel, coarser if needed) and every point takes the prediction of its
-voxel's representative. The inputs are built by the config's test pipeline (its annotation
+(one point per cell of the finest grid that leaves few enough) and every point takes the
+prediction of its cell's representative. The inputs are built by the config's test pipeline (its annotation
 transforms left out). Writes OUT/<scene>_instances.{ply,json,png}.
 """
 import argparse
@@ -222,10 +222,11 @@ def main():
                              'this point cloud has neither normals (nx, ny, nz) nor faces')
     superpoints, how = scene_superpoints(scene, args.superpoint_size)
     clock.done(f'superpoints ({how}): {len(np.unique(superpoints)):,}')
-    keep, owner = subsample(scene.points[:, :3], cfg.model.voxel_size, args.max_points)
+    keep, owner, cell = subsample(scene.points[:, :3], args.max_points)
     if len(keep) < num_points:
-        clock.done(f'subsampled to {len(keep):,} points (more than --max-points '
-                   f'{args.max_points:,}); each point takes its representative\'s prediction')
+        clock.done(f'subsampled to {len(keep):,} points, one per {cell * 100:.2g} cm cell (more '
+                   f'than --max-points {args.max_points:,}); each point takes its '
+                   'representative\'s prediction')
 
     masks, labels, scores = predict(model, cfg, scene.points[keep], superpoints[keep])
     chosen = np.flatnonzero(scores >= args.score_thr)

@@ -150,21 +150,32 @@ def scene_superpoints(scene, superpoint_size):
     return voxel_superpoints(xyz, superpoint_size), f'voxel grid {superpoint_size:g} m'
 
 
-def subsample(xyz, voxel_size, max_points):
+def subsample(xyz, max_points):
     """At most ``max_points`` representatives of ``xyz`` for inference, and the
     representative of every point.
 
-    Keeps the first point of each occupied cell of a ``voxel_size`` grid (the model's voxel:
-    it averages a voxel's points anyway), doubling the cell until few enough remain.
+    Keeps the first point of each occupied cell of the finest grid that leaves at most
+    ``max_points`` (cell sizes on a ladder of steps of 2 ** (1/4), searched by bisection
+    between far finer than the points and the size at which even a uniformly filled bounding
+    box would have few enough cells); subsampling no more than needed keeps the model's
+    voxel averages, superpoint means and point counts close to the full scene's.
 
     Returns:
-        (keep int64 [M] indices into ``xyz``, owner int64 [N] index into ``keep``).
+        (keep int64 [M] indices into ``xyz``, owner int64 [N] index into ``keep``, the cell
+        size in metres, or 0 when nothing was dropped).
     """
     if len(xyz) <= max_points:
-        return np.arange(len(xyz)), np.arange(len(xyz))
-    size = voxel_size
-    while True:
-        keep, owner = voxel_cells(xyz, size)
-        if len(keep) <= max_points:
-            return keep, owner
-        size *= 2
+        return np.arange(len(xyz)), np.arange(len(xyz)), 0.0
+    extent = np.maximum(xyz.max(0) - xyz.min(0), 1e-3).astype(np.float64)
+    base = float(np.cbrt(np.prod(extent) / max_points))
+    fine, coarse = -40, 4  # ladder steps: cell = base * 2 ** (step / 4)
+    best = voxel_cells(xyz, base * 2 ** (coarse / 4)), coarse
+    while coarse - fine > 1:
+        middle = (fine + coarse) // 2
+        cells = voxel_cells(xyz, base * 2 ** (middle / 4))
+        if len(cells[0]) <= max_points:
+            coarse, best = middle, (cells, middle)
+        else:
+            fine = middle
+    (keep, owner), step = best
+    return keep, owner, base * 2 ** (step / 4)
