@@ -126,6 +126,7 @@ class StageClock:
     def __init__(self, device):
         self.cuda = device.type == 'cuda'
         self.marks = None  # [(stage, stamp)] while recording
+        self.last = []  # the marks of the last recording
 
     def mark(self, stage):
         if self.marks is None:
@@ -144,8 +145,7 @@ class StageClock:
         try:
             yield
         finally:
-            self.marks, marks = None, self.marks
-            self.last = marks
+            self.last, self.marks = self.marks, None
 
     def stages(self):
         """{stage: ms} of the last recording; a stage met several times is summed."""
@@ -196,25 +196,21 @@ def synchronize(device):
         torch.cuda.synchronize(device)
 
 
-def time_runs(fn, clock, device, warmup, repeats):
-    """Median wall ms of fn() (synchronised before and after) and median ms of each stage."""
+def time_runs(fn, device, warmup, repeats, clock=None):
+    """Median wall ms of fn() (synchronised before and after) and, with a clock, the median
+    ms of each stage that the clock's hooks marked."""
     for _ in range(warmup):
         fn()
     walls, stages = [], []
     for _ in range(repeats):
         synchronize(device)
-        with clock.recording():
+        with clock.recording() if clock else contextlib.nullcontext():
             start = time.perf_counter()
             fn()
             synchronize(device)
             walls.append((time.perf_counter() - start) * 1e3)
-        stages.append(clock.stages())
+        stages.append(clock.stages() if clock else {})
     return statistics.median(walls), {k: statistics.median(s[k] for s in stages) for k in stages[0]}
-
-
-def median_ms(fn, device, warmup, repeats):
-    """Median wall ms of fn(), synchronised before and after."""
-    return time_runs(fn, StageClock(torch.device('cpu')), device, warmup, repeats)[0]
 
 
 def peak_gib(fn, device):
@@ -310,7 +306,8 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         with torch.no_grad(), precision(amp):
             result = model.predict(dict(points=[points]), [sample])
         clock.mark('post-processing')
-        [r.pred_pts_seg.cpu() for r in result]
+        for sample_out in result:
+            sample_out.pred_pts_seg.cpu()
         clock.mark('to host')
 
     def train_step():
@@ -325,7 +322,7 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         clock.mark('optimizer step')
 
     model.eval()
-    infer_ms, infer_stages = time_runs(infer, clock, device, args.warmup, args.repeats)
+    infer_ms, infer_stages = time_runs(infer, device, args.warmup, args.repeats, clock)
     backbone_args = seen['backbone_args']
 
     def backbone_infer():
@@ -334,12 +331,12 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
 
     out = dict(inference=dict(
         total_ms=infer_ms, stages_ms=infer_stages,
-        backbone_ms=median_ms(backbone_infer, device, args.warmup, args.repeats),
+        backbone_ms=time_runs(backbone_infer, device, args.warmup, args.repeats)[0],
         voxels=len(backbone_args[0]), superpoints=int(sample.gt_pts_seg.sp_pts_mask.max()) + 1,
         peak_memory_gib=peak_gib(infer, device)))
 
     model.train()
-    step_ms, step_stages = time_runs(train_step, clock, device, args.warmup, args.repeats)
+    step_ms, step_stages = time_runs(train_step, device, args.warmup, args.repeats, clock)
     train_args = seen['backbone_args']
 
     def backbone_step():
@@ -350,7 +347,7 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
 
     out['train'] = dict(
         step_ms=step_ms, stages_ms=step_stages,
-        backbone_fwd_bwd_ms=median_ms(backbone_step, device, args.warmup, args.repeats),
+        backbone_fwd_bwd_ms=time_runs(backbone_step, device, args.warmup, args.repeats)[0],
         voxels=len(train_args[0]), peak_memory_gib=peak_gib(train_step, device))
     if device.type == 'cuda':
         out['train']['host_syncs'] = count_host_syncs(train_step)
