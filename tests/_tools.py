@@ -5,6 +5,7 @@ import sys
 
 import pytest
 import torch
+from mmengine.visualization import Visualizer
 from ikne_plugin.datasets.scannet_converter import convert_scannet
 from ikne_plugin.datasets.synthetic_scannet import make_synthetic_scannet
 
@@ -32,7 +33,10 @@ def make_data_root(tmp_path_factory):
 
 
 def run_tool(name, *args):
-    """Run tools/<name>.py in this process, as `python tools/<name>.py ARGS` would."""
+    """Run tools/<name>.py in this process, as `python tools/<name>.py ARGS` would. The
+    visualiser of an earlier run in this process is forgotten: mmengine would reuse it (the
+    configs name it) and log into that run's folder."""
+    Visualizer._instance_dict.clear()
     argv = sys.argv
     sys.argv = [name] + [str(a) for a in args]
     try:

@@ -14,7 +14,8 @@ from plyfile import PlyData
 from _tools import (CONFIG, ROOT, make_data_root, one_thread, run_tool,  # noqa: F401
                     tiny_options)
 from ikne_plugin.datasets.ply import read_ply, write_ply
-from ikne_plugin.datasets.scene_input import subsample, voxel_cells, voxel_superpoints
+from ikne_plugin.datasets.scene_input import (load_scene, subsample, voxel_cells,
+                                              voxel_superpoints)
 
 MESH_GZ = os.path.join(ROOT, 'tests', 'data', 'scene0470_00_vh_clean_2.ply.gz')
 
@@ -206,3 +207,19 @@ def test_five_million_point_scene(model, tmp_path):
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss < 4 * 2 ** 20  # KiB
     assert len(summary['instances']) > 0
     check_consistent(summary, vertex)
+
+
+@pytest.mark.parametrize('dtype, values, expected', [
+    ('u1', [0, 128, 255], [0, 128, 255]),
+    ('u2', [0, 257 * 128, 65535], [0, 128, 255]),
+    ('f4', [0.0, 0.5, 1.0], [0, 127.5, 255])])
+def test_colours_of_any_ply_type_become_0_to_255(tmp_path, dtype, values, expected):
+    vertex = np.zeros(3, [('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('red', dtype),
+                          ('green', dtype), ('blue', dtype)])
+    vertex['x'] = [0, 1, 2]
+    for channel in ('red', 'green', 'blue'):
+        vertex[channel] = values
+    write_ply(tmp_path / 'c.ply', vertex, np.zeros((0, 3), np.int64))
+    scene = load_scene(tmp_path / 'c.ply')
+    assert scene.has_colors and not scene.has_normals
+    np.testing.assert_allclose(scene.points[:, 3:6], np.repeat(np.array(expected)[:, None], 3, 1))

@@ -64,8 +64,7 @@ def data_root(tmp_path_factory):
 
 
 def logged_losses(work_dir):
-    """The training losses that mmengine wrote to the runs' JSON-lines scalar logs (in one
-    process, mmengine's visualizer keeps writing to the first run's folder)."""
+    """The training losses that mmengine wrote to the runs' JSON-lines scalar logs."""
     losses = []
     for path in sorted(glob.glob(os.path.join(work_dir, '*', 'vis_data', 'scalars.json'))):
         with open(path) as f:
