@@ -68,6 +68,8 @@ class Stopwatch:
 
 
 def build_model(cfg, checkpoint, device):
+    """The config's model with the checkpoint loaded strictly, and the class names (the
+    checkpoint's dataset meta, else ScanNet's 18)."""
     from mmdet3d.registry import MODELS
     model = MODELS.build(cfg.model)
     ckpt = load_model_checkpoint(model, checkpoint)
@@ -195,6 +197,7 @@ def write_ply_result(path, scene, ids, labels, colors):
 
 
 def scene_name(path):
+    """The input's file name without .gz, .ply or .bin: the outputs' prefix."""
     name = osp.basename(path)
     for suffix in ('.gz', '.ply', '.bin'):
         name = name[:-len(suffix)] if name.endswith(suffix) else name
