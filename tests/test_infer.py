@@ -223,3 +223,13 @@ def test_colours_of_any_ply_type_become_0_to_255(tmp_path, dtype, values, expect
     scene = load_scene(tmp_path / 'c.ply')
     assert scene.has_colors and not scene.has_normals
     np.testing.assert_allclose(scene.points[:, 3:6], np.repeat(np.array(expected)[:, None], 3, 1))
+
+
+def test_truncated_checkpoint_is_refused(model, tmp_path):
+    config, checkpoint, _ = model
+    truncated = tmp_path / 'truncated.pth'
+    truncated.write_bytes(open(checkpoint, 'rb').read()[:4096])
+    with pytest.raises(SystemExit, match=f'error: cannot read checkpoint {truncated}: it is '
+                       'truncated'):
+        run_tool('infer', config, truncated, MESH_GZ, '--out-dir', tmp_path / 'out')
+    assert not (tmp_path / 'out').exists()
