@@ -1,5 +1,7 @@
 # Two commands for a newcomer: `make demo` and `make test`. Both set up `.venv/` first (idempotent).
 PYTHON ?= python3.11
+# the demo's head: `make demo MODEL=kernel` trains the kernel-based IKNE instead
+MODEL  ?= transformer
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
@@ -35,7 +37,7 @@ test: env
 	$(PY) -m pytest -q tests
 
 demo: env
-	PYTHON=$(PY) bash tools/demo.sh
+	PYTHON=$(PY) MODEL=$(MODEL) bash tools/demo.sh
 
 clean-env:
 	rm -rf $(VENV)

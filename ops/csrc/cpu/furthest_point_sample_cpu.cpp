@@ -1,7 +1,7 @@
-// CPU `furthest_point_sample`: one sequential pass per sample over the points of a
-// batch, batches in parallel. The first sample is point 0; each next one is the point
-// farthest (squared distance, dx*dx + dy*dy then + dz*dz, no fused multiply-add) from
-// those chosen so far, the smallest index among ties.
+// CPU `furthest_point_sample`: one sequential pass per sample over the points of a batch,
+// batches in parallel. The first sample is point 0; each next one is the point farthest
+// from those chosen so far (smallest index among ties). Squared distances round as
+// dx*dx + dy*dy then + dz*dz: the build targets plain x86-64, which has no fused multiply-add.
 #include <ATen/Parallel.h>
 
 #include <limits>

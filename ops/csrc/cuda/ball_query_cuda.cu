@@ -30,11 +30,10 @@ __global__ void ball_query_kernel(const scalar_t* __restrict__ center,
 
 }  // namespace
 
-// center [B, M, 3] and xyz [B, N, 3] contiguous; idx [B, M, K] (non-empty) is filled here.
+// center [B, M, 3] and xyz [B, N, 3] contiguous; idx [B, M, K] (contiguous, non-empty) is
+// filled here.
 void ball_query_cuda(const at::Tensor& center, const at::Tensor& xyz, double radius,
                      at::Tensor& idx) {
-  TORCH_CHECK(center.is_contiguous() && xyz.is_contiguous() && idx.is_contiguous(),
-              "ball_query_cuda: tensors must be contiguous");
   const at::cuda::CUDAGuard guard(center.device());
   const int64_t m = center.size(1), n = xyz.size(1), k = idx.size(2);
   const int64_t rows = center.size(0) * m;

@@ -66,10 +66,8 @@ __global__ void __launch_bounds__(kFpsThreads)
 
 }  // namespace
 
-// xyz [B, N, 3] contiguous; idx [B, num] int64 with num >= 1 is filled here.
+// xyz [B, N, 3] contiguous; idx [B, num] int64 (contiguous, num >= 1) is filled here.
 void furthest_point_sample_cuda(const at::Tensor& xyz, at::Tensor& idx) {
-  TORCH_CHECK(xyz.is_contiguous() && idx.is_contiguous(),
-              "furthest_point_sample_cuda: tensors must be contiguous");
   const at::cuda::CUDAGuard guard(xyz.device());
   const int64_t batches = xyz.size(0), n = xyz.size(1), num = idx.size(1);
   at::Tensor dist = at::empty({batches, n}, xyz.options());
