@@ -48,6 +48,13 @@ def test_center_scene_subtracts_the_mean_and_keeps_everything_else():
     np.testing.assert_allclose(centred[:, :3].mean(0), 0, atol=1e-5)
     np.testing.assert_array_equal(centred[:, 3:], original[:, 3:])
 
+    out = TRANSFORMS.build(dict(type='CenterScene', axes='xy'))(_scene(500))
+    np.testing.assert_allclose(_array(out)[:, :2].mean(0), 0, atol=1e-5)
+    np.testing.assert_array_equal(_array(out)[:, 2], original[:, 2])
+    assert out['scene_center'][2] == 0
+    with pytest.raises(ValueError, match="axes must be distinct letters of 'xyz'"):
+        TRANSFORMS.build(dict(type='CenterScene', axes='xw'))
+
 
 def test_jitter_flip_rotate_is_linear_and_keeps_normals_perpendicular():
     np.random.seed(0)
