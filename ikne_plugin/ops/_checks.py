@@ -19,16 +19,18 @@ def check_tensor(name, tensor, dtypes, ndim, what):
 
 
 def check_same_device(**tensors):
-    """Check that all tensors live on one device."""
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) > 1:
+    """Check that all tensors live on one device (cheap when they do)."""
+    first, *rest = tensors.values()
+    if any(t.device != first.device for t in rest):
+        devices = {name: t.device for name, t in tensors.items()}
         raise ValueError(f'all tensors must be on one device, got {devices}')
 
 
 def raise_if_flagged(flag, *ranges):
-    """Raise the range error that a kernel flagged in ``flag`` (non-zero): one
-    number is read back, and only on error are the ``(name, index, low, high)``
-    ranges re-checked to say which values were out of range."""
+    """Raise the range error that a kernel flagged in ``flag`` (non-zero), a host
+    tensor (CUDA kernels write it to pinned memory and the op waits for them, so
+    reading it costs no copy). Only on error are the ``(name, index, low, high)``
+    ranges re-checked, to say which values were out of range."""
     if flag.item():
         for name, index, low, high in ranges:
             check_index_range(name, index, low, high)

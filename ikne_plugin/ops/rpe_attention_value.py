@@ -36,7 +36,9 @@ def rpe_attention_value(attn, rel_idx, table):
     if ext is None or attn.numel() == 0 or table.numel() == 0:  # the kernels take no empty sizes
         check_index_range('rel_idx', rel_idx, 0, table.shape[1])
         return rpe_attention_value_reference(attn, rel_idx, table)
-    return _RPEAttentionValue.apply(attn, rel_idx, table, ext)
+    if torch.is_grad_enabled() and (attn.requires_grad or table.requires_grad):
+        return _RPEAttentionValue.apply(attn, rel_idx, table, ext)
+    return _forward(ext, attn, rel_idx, table, False)[0]  # no autograd overhead
 
 
 def _check_args(attn, rel_idx, table):
@@ -55,6 +57,13 @@ def _check_args(attn, rel_idx, table):
         raise ValueError(f'rpe_attention_value on CUDA supports at most {CUDA_MAX_HEADS} heads, got {heads}')
 
 
+def _forward(ext, attn, rel_idx, table, save_hist):
+    """(out, hist or None) of the extension's forward; raises if rel_idx leaves [0, L)."""
+    out, hist, flag = ext.rpe_attention_value_forward(attn, rel_idx, table, save_hist)
+    raise_if_flagged(flag, ('rel_idx', rel_idx, 0, table.shape[1]))
+    return out, hist
+
+
 class _RPEAttentionValue(torch.autograd.Function):
     """Autograd around the extension; saves the small [B, H, Nq, 3L] histogram
     only when the table's gradient will be needed."""
@@ -62,9 +71,7 @@ class _RPEAttentionValue(torch.autograd.Function):
     @staticmethod
     def forward(ctx, attn, rel_idx, table, ext):
         rel_idx, table = rel_idx.contiguous(), table.contiguous()
-        table_grad = ctx.needs_input_grad[2]
-        out, hist, flag = ext.rpe_attention_value_forward(attn.contiguous(), rel_idx, table, table_grad)
-        raise_if_flagged(flag, ('rel_idx', rel_idx, 0, table.shape[1]))
+        out, hist = _forward(ext, attn, rel_idx, table, ctx.needs_input_grad[2])
         ctx.save_for_backward(rel_idx, table, hist)
         ctx.ext = ext
         return out

@@ -32,12 +32,22 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
         raise ValueError(f'num_voxels must be >= 0, got {num_voxels}')
     if mode not in MODES:
         raise ValueError(f"mode must be 'mean' or 'max', got {mode!r}")
-    p2v = p2v.long()
+    if p2v.dtype != torch.int64:
+        p2v = p2v.long()
     ext = load_ext()
     if ext is None or feats.numel() == 0 or num_voxels == 0:  # the kernels take no empty sizes
         check_index_range('p2v', p2v, 0, num_voxels)
         return voxel_pool_reference(feats, p2v, num_voxels, mode)
-    return _VoxelPool.apply(feats, p2v, num_voxels, mode == 'max', ext)
+    if feats.requires_grad and torch.is_grad_enabled():
+        return _VoxelPool.apply(feats, p2v, num_voxels, mode == 'max', ext)
+    return _pool(ext, feats, p2v, num_voxels, mode == 'max')[0]  # no autograd overhead
+
+
+def _pool(ext, feats, p2v, num_voxels, use_max):
+    """(out, aux) of the extension's forward; raises if p2v leaves [0, num_voxels)."""
+    out, aux, flag = ext.voxel_pool_forward(feats, p2v, num_voxels, use_max)
+    raise_if_flagged(flag, ('p2v', p2v, 0, num_voxels))
+    return out, aux
 
 
 class _VoxelPool(torch.autograd.Function):
@@ -45,9 +55,7 @@ class _VoxelPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feats, p2v, num_voxels, use_max, ext):
-        p2v = p2v.contiguous()
-        out, aux, flag = ext.voxel_pool_forward(feats.contiguous(), p2v, num_voxels, use_max)
-        raise_if_flagged(flag, ('p2v', p2v, 0, num_voxels))
+        out, aux = _pool(ext, feats, p2v, num_voxels, use_max)
         ctx.save_for_backward(p2v, aux)
         ctx.use_max, ctx.ext = use_max, ext
         return out

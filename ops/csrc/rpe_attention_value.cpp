@@ -17,11 +17,10 @@
 #include "device_registry.h"
 
 // out [B, H, Nq, D] = the value term; hist [B, H, Nq, 3L] (written unless
-// undefined); flag [1] int32 (zero on entry) set to 1 if rel_idx leaves [0, L).
-void rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                                at::Tensor& flag) {
-  DISPATCH_DEVICE_IMPL(rpe_attention_forward_impl, attn, rel_idx, table, out, hist, flag);
+// undefined). Returns a flag [1] int32 on the host, 1 if rel_idx leaves [0, L).
+at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist) {
+  return DISPATCH_DEVICE_IMPL(rpe_attention_forward_impl, attn, rel_idx, table, out, hist);
 }
 
 // grad_attn [B, H, Nq, Ns] and grad_table [3, L, H, D] (op-math dtype, zero on
@@ -33,7 +32,7 @@ void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& r
                        grad_table);
 }
 
-// Returns {out [B, H, Nq, D], hist (undefined unless save_hist), flag [1] int32}.
+// Returns {out [B, H, Nq, D], hist (undefined unless save_hist), flag [1] int32 (host)}.
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
                                                     const at::Tensor& table, bool save_hist) {
@@ -43,9 +42,8 @@ std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
   at::Tensor hist = save_hist ? at::empty({batch, heads, queries, 3 * table.size(1)},
                                           attn.options().dtype(acc))
                               : at::Tensor();
-  at::Tensor flag = at::zeros({1}, attn.options().dtype(at::kInt));
-  rpe_attention_forward_impl(attn.contiguous(), rel_idx.contiguous(), table.contiguous(), out,
-                             hist, flag);
+  at::Tensor flag = rpe_attention_forward_impl(attn.contiguous(), rel_idx.contiguous(),
+                                               table.contiguous(), out, hist);
   return {out, hist, flag};
 }
 

@@ -7,7 +7,7 @@
 // reference; a p2v outside [0, M) sets the returned flag, and the wrapper raises.
 #include "device_registry.h"
 
-// Returns {out [M, C], aux, flag [1] (non-zero if p2v leaves [0, M))}.
+// Returns {out [M, C], aux, flag [1] on the host (non-zero if p2v leaves [0, M))}.
 std::vector<at::Tensor> voxel_pool_forward_impl(const at::Tensor& feats, const at::Tensor& p2v,
                                                 int64_t num_voxels, bool use_max) {
   return DISPATCH_DEVICE_IMPL(voxel_pool_forward_impl, feats, p2v, num_voxels, use_max);

@@ -4,7 +4,7 @@
 #include "device_registry.h"
 
 // Returns {voxel_coords [M, 4] int32 in order of first occurrence, p2v [N] int64,
-// flag [1] (non-zero if a coordinate is out of range, on the CPU)}.
+// flag [1] on the host (non-zero if a coordinate is out of range)}.
 std::vector<at::Tensor> voxelize_impl(const at::Tensor& coords) {
   return DISPATCH_DEVICE_IMPL(voxelize_impl, coords);
 }

@@ -4,10 +4,24 @@
 // threads y (and the grid) walk the rows, so no element index is divided.
 #pragma once
 
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime.h>
+
 #include <algorithm>
 #include <cstdint>
 
 namespace ikne {
+
+// A zeroed int32 flag [1] in pinned host memory, which kernels set directly
+// (pinned memory is device-accessible under unified addressing): no device
+// fill and no copy back. Read it after synchronize_for_flag.
+inline at::Tensor pinned_flag() {
+  return at::zeros({1}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
+}
+
+// Waits for the stream's kernels, so that the host may read their flag.
+inline void synchronize_for_flag(cudaStream_t stream) { C10_CUDA_CHECK(cudaStreamSynchronize(stream)); }
 
 constexpr int kThreadsPerBlock = 256;
 

@@ -57,9 +57,8 @@ QueryRows query_rows(const at::Tensor& attn_like, const at::Tensor& table) {
   return QueryRows{attn_like.size(1), attn_like.size(2), attn_like.size(3), table.size(1)};
 }
 
-void rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                               at::Tensor& flag) {
+at::Tensor rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                     const at::Tensor& table, at::Tensor& out, at::Tensor& hist) {
   const QueryRows q = query_rows(attn, table);
   const int64_t rows = attn.size(0) * q.queries;
   at::Tensor bins = hist.defined()
@@ -88,11 +87,9 @@ void rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& rel_idx
       });
     });
   });
-  if (!valid) {
-    flag.fill_(1);
-    return;
-  }
-  out.copy_(at::matmul(bins, table_per_head(table, bins.scalar_type())));
+  at::Tensor flag = at::full({1}, valid ? 0 : 1, attn.options().dtype(at::kInt));
+  if (valid) out.copy_(at::matmul(bins, table_per_head(table, bins.scalar_type())));
+  return flag;
 }
 
 void rpe_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& rel_idx,
@@ -133,9 +130,8 @@ void rpe_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& re
 
 }  // namespace
 
-void rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                                at::Tensor& flag);
+at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
 void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
                                  const at::Tensor& table, const at::Tensor& hist,
                                  at::Tensor& grad_attn, at::Tensor& grad_table);

@@ -20,15 +20,13 @@ REGISTER_DEVICE_IMPL(voxel_pool_forward_impl, CUDA, voxel_pool_forward_cuda);
 REGISTER_DEVICE_IMPL(voxel_pool_backward_impl, CUDA, voxel_pool_backward_cuda);
 
 // rpe_attention_value
-void rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                                at::Tensor& flag);
+at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
 void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
                                  const at::Tensor& table, const at::Tensor& hist,
                                  at::Tensor& grad_attn, at::Tensor& grad_table);
-void rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                                at::Tensor& flag);
+at::Tensor rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
 void rpe_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& rel_idx,
                                  const at::Tensor& table, const at::Tensor& hist,
                                  at::Tensor& grad_attn, at::Tensor& grad_table);

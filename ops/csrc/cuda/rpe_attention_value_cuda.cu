@@ -5,8 +5,8 @@
 //   forward:  shared atomicAdd of attn[b,h,i,j] into the bins, then, in the same
 //             block, out[b,h,i,:] = bins . table (and the bins are stored as
 //             hist when the table's gradient will be needed). A rel_idx outside
-//             [0, L) is skipped and sets the flag.
-//   backward: bin_grad[h,a,l] = grad_out[b,h,i,:] . table[a,l,h,:] (a warp per
+//             [0, L) is skipped and sets the flag (in pinned host memory).
+//   backward: bin_grad[h,a,l] = grad_out[b,h,i,:] . table[a,l,h,:] (a thread per
 //             bin) is staged in shared memory, then gathered into grad_attn;
 //             grad_table = sum over query rows of hist^T grad_out is a second
 //             kernel, each thread summing a slice of rows before one atomicAdd.
@@ -25,6 +25,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int64_t kSharedBytes = 48 * 1024;  // default per-block limit, no opt-in needed
 constexpr int64_t kTableGradRows = 32;       // query rows per thread of the grad_table kernel
+constexpr int kHeadBatch = 8;                // heads whose attention is loaded together
 
 // Sizes, with rows = B * Nq query rows (b, i). The H rows (b, h, i) of query
 // row (b, i) in [B, H, Nq, *] tensors are first_head_row + h * Nq.
@@ -45,6 +46,7 @@ struct BinChunk {
   template <typename index_t>
   __device__ bool local_bins(const index_t* rel, int64_t num_bins, int local[3]) const {
     bool valid = true;
+    #pragma unroll
     for (int a = 0; a < 3; ++a) {
       const int64_t bin = static_cast<int64_t>(rel[a]);
       valid = valid && bin >= 0 && bin < num_bins;
@@ -62,6 +64,27 @@ struct BinChunk {
 
 __device__ inline BinChunk chunk_at(int64_t l0, const Shape& s, int chunk) {
   return BinChunk{l0, static_cast<int>(s.num_bins - l0 < chunk ? s.num_bins - l0 : chunk)};
+}
+
+// sum over k < n of x[k] * y[k * y_stride] in acc_t, with kUnroll independent
+// loads in flight (the products with the table are latency-bound otherwise).
+template <typename acc_t, typename x_t, typename y_t>
+__device__ acc_t dot(const x_t* x, const y_t* y, int64_t n, int64_t y_stride) {
+  constexpr int kUnroll = 8;
+  acc_t sum = 0;
+  int64_t k = 0;
+  for (; k + kUnroll <= n; k += kUnroll) {
+    acc_t xs[kUnroll], ys[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      xs[u] = static_cast<acc_t>(x[k + u]);
+      ys[u] = static_cast<acc_t>(y[(k + u) * y_stride]);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) sum += xs[u] * ys[u];
+  }
+  for (; k < n; ++k) sum += static_cast<acc_t>(x[k]) * static_cast<acc_t>(y[k * y_stride]);
+  return sum;
 }
 
 template <typename scalar_t, typename acc_t, typename index_t>
@@ -85,10 +108,20 @@ __global__ void __launch_bounds__(kThreads)
         int local[3];
         if (!c.local_bins(rel_row + 3 * j, s.num_bins, local)) *flag = 1;
         const scalar_t* a_col = attn + first * s.keys + j;
-        for (int h = 0; h < heads; ++h) {
-          const acc_t w = static_cast<acc_t>(a_col[h * head_stride * s.keys]);
-          for (int a = 0; a < 3; ++a) {
-            if (local[a] >= 0) atomicAdd(bins + (h * 3 + a) * c.width + local[a], w);
+        for (int h0 = 0; h0 < heads; h0 += kHeadBatch) {  // the loads first, then the atomics
+          acc_t w[kHeadBatch];
+#pragma unroll
+          for (int u = 0; u < kHeadBatch; ++u) {
+            w[u] = h0 + u < heads ? static_cast<acc_t>(a_col[(h0 + u) * head_stride * s.keys]) : acc_t(0);
+          }
+#pragma unroll
+          for (int u = 0; u < kHeadBatch; ++u) {
+            #pragma unroll
+            for (int a = 0; a < 3; ++a) {
+              if (h0 + u < heads && local[a] >= 0) {
+                atomicAdd(bins + ((h0 + u) * 3 + a) * c.width + local[a], w[u]);
+              }
+            }
           }
         }
       }
@@ -105,12 +138,11 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t h = k / s.dim, d = k % s.dim;
         scalar_t* target = out + (first + h * head_stride) * s.dim + d;
         acc_t sum = l0 == 0 ? acc_t(0) : static_cast<acc_t>(*target);
-        const acc_t* b = bins + h * 3 * c.width;
+        #pragma unroll
         for (int a = 0; a < 3; ++a) {
-          const scalar_t* t = table + ((a * s.num_bins + l0) * s.heads + h) * s.dim + d;
-          for (int l = 0; l < c.width; ++l) {
-            sum += b[a * c.width + l] * static_cast<acc_t>(t[l * s.heads * s.dim]);
-          }
+          sum += dot<acc_t>(bins + (h * 3 + a) * c.width,
+                            table + ((a * s.num_bins + l0) * s.heads + h) * s.dim + d, c.width,
+                            s.heads * s.dim);
         }
         *target = static_cast<scalar_t>(sum);
       }
@@ -128,24 +160,17 @@ __global__ void __launch_bounds__(kThreads)
   acc_t* bins = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3, width]
   const int heads = static_cast<int>(s.heads);
   const int64_t head_stride = s.queries;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
   for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
     const index_t* rel_row = rel_idx + row * s.keys * 3;
     const int64_t first = s.first_head_row(row);
     for (int64_t l0 = 0; l0 < s.num_bins; l0 += chunk) {
       const BinChunk c = chunk_at(l0, s, chunk);
       const int size = heads * 3 * c.width;
-      for (int k = warp; k < size; k += warps) {  // bin_grad, a warp per bin
+      for (int k = threadIdx.x; k < size; k += blockDim.x) {  // bin_grad, a thread per bin
         int h, a, l;
         c.split(k, h, a, l);
-        const scalar_t* g = grad_out + (first + h * head_stride) * s.dim;
-        const scalar_t* t = table + ((a * s.num_bins + l0 + l) * s.heads + h) * s.dim;
-        acc_t sum = 0;
-        for (int64_t d = lane; d < s.dim; d += 32) {
-          sum += static_cast<acc_t>(g[d]) * static_cast<acc_t>(t[d]);
-        }
-        for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_down_sync(0xffffffff, sum, offset);
-        if (lane == 0) bins[k] = sum;
+        bins[k] = dot<acc_t>(grad_out + (first + h * head_stride) * s.dim,
+                             table + ((a * s.num_bins + l0 + l) * s.heads + h) * s.dim, s.dim, 1);
       }
       __syncthreads();
       for (int64_t j = threadIdx.x; j < s.keys; j += blockDim.x) {
@@ -155,6 +180,7 @@ __global__ void __launch_bounds__(kThreads)
         for (int h = 0; h < heads; ++h) {
           scalar_t* target = g_col + h * head_stride * s.keys;
           acc_t sum = l0 == 0 ? acc_t(0) : static_cast<acc_t>(*target);
+          #pragma unroll
           for (int a = 0; a < 3; ++a) {
             if (local[a] >= 0) sum += bins[(h * 3 + a) * c.width + local[a]];
           }
@@ -178,10 +204,18 @@ __global__ void rpe_table_grad_kernel(const acc_t* __restrict__ hist,
   IKNE_CUDA_LOOP(idx, 3 * s.num_bins * s.heads * s.dim) {
     const int64_t bin = idx / (s.heads * s.dim);
     const int64_t h = (idx / s.dim) % s.heads, d = idx % s.dim;
+    int64_t i = row_begin % s.queries;  // (b, i) of the row, stepped without divisions
+    int64_t head_row = s.first_head_row(row_begin) + h * s.queries;
     acc_t sum = 0;
+#pragma unroll 4
     for (int64_t row = row_begin; row < row_end; ++row) {
-      const int64_t head_row = s.first_head_row(row) + h * s.queries;
       sum += hist[head_row * 3 * s.num_bins + bin] * static_cast<acc_t>(grad_out[head_row * s.dim + d]);
+      if (++i < s.queries) {
+        ++head_row;
+      } else {  // next batch: from (b, h, Nq - 1) to (b + 1, h, 0)
+        i = 0;
+        head_row += (s.heads - 1) * s.queries + 1;
+      }
     }
     gpuAtomicAdd(grad_table + idx, sum);
   }
@@ -208,12 +242,12 @@ unsigned int row_grid(const Shape& s) {
 }  // namespace
 
 // All dims are >= 1 here: the wrapper sends empty inputs to the reference.
-void rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                const at::Tensor& table, at::Tensor& out, at::Tensor& hist,
-                                at::Tensor& flag) {
+at::Tensor rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist) {
   const at::cuda::CUDAGuard guard(attn.device());
   const Shape s = shape_of(attn, attn.size(3), table);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  at::Tensor flag = ikne::pinned_flag();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, attn.scalar_type(),
                                   "rpe_attention_forward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
@@ -227,6 +261,8 @@ void rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_id
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
+  ikne::synchronize_for_flag(stream);
+  return flag;
 }
 
 void rpe_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& rel_idx,

@@ -13,7 +13,6 @@
 
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "cuda_launch.cuh"
 
@@ -41,9 +40,11 @@ __device__ inline void atomic_max(double* address, double value) {
   }
 }
 
-// counts[v] = number of points of voxel v; a p2v outside [0, M) sets the flag.
+// counts[v] = number of points of voxel v (a p2v outside [0, M) sets the
+// flag), and out [size] = 0, so that no fill is launched for it.
+template <typename scalar_t>
 __global__ void count_kernel(const int64_t* __restrict__ p2v, int64_t n, int64_t m,
-                             unsigned long long* counts, unsigned long long* flag) {
+                             unsigned long long* counts, scalar_t* out, int64_t size, int* flag) {
   IKNE_CUDA_LOOP(i, n) {
     const int64_t v = p2v[i];
     if (v < 0 || v >= m) {
@@ -52,6 +53,7 @@ __global__ void count_kernel(const int64_t* __restrict__ p2v, int64_t n, int64_t
       atomicAdd(counts + v, 1ULL);
     }
   }
+  IKNE_CUDA_LOOP(k, size) { out[k] = scalar_t(0); }
 }
 
 // dst[0 : kVec] += scale * src[0 : kVec] atomically; kVec = 4 (float only) is
@@ -102,7 +104,7 @@ __device__ inline unsigned long long max_key(float value, int64_t i) {
 
 __global__ void max_key_kernel(const float* __restrict__ feats, const int64_t* __restrict__ p2v,
                                int64_t n, int64_t channels, int64_t m, unsigned long long* keys,
-                               unsigned long long* flag) {
+                               int* flag) {
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
     if (v < 0 || v >= m) {
@@ -115,18 +117,23 @@ __global__ void max_key_kernel(const float* __restrict__ feats, const int64_t* _
   }
 }
 
-// keys -> out values and, in place, argmax (-1 and 0 for empty voxels).
-__global__ void decode_max_kernel(int64_t* keys_argmax, float* out, int64_t size) {
+// The arg-max point of a max_key (-1 for 0, no point), or aux itself if it is
+// a plain arg-max (the other dtypes' path).
+template <bool kPacked>
+__device__ inline int64_t argmax_point(int64_t aux) {
+  if constexpr (kPacked) {
+    return aux == 0 ? -1 : 0xFFFFFFFFLL - (aux & 0xFFFFFFFFLL);
+  } else {
+    return aux;
+  }
+}
+
+// keys -> the maximum values (0 for empty voxels); the keys stay as aux.
+__global__ void decode_max_kernel(const int64_t* __restrict__ keys, float* out, int64_t size) {
   IKNE_CUDA_LOOP(idx, size) {
-    const auto key = static_cast<unsigned long long>(keys_argmax[idx]);
-    if (key == 0) {
-      keys_argmax[idx] = -1;
-      out[idx] = 0.f;
-      continue;
-    }
-    const unsigned int ordered = static_cast<unsigned int>(key >> 32);
-    out[idx] = __uint_as_float(ordered & 0x80000000u ? ordered & 0x7FFFFFFFu : ~ordered);
-    keys_argmax[idx] = 0xFFFFFFFFu - static_cast<unsigned int>(key & 0xFFFFFFFFu);
+    const auto ordered = static_cast<unsigned int>(static_cast<unsigned long long>(keys[idx]) >> 32);
+    out[idx] = keys[idx] == 0 ? 0.f
+                              : __uint_as_float(ordered & 0x80000000u ? ordered & 0x7FFFFFFFu : ~ordered);
   }
 }
 
@@ -134,8 +141,7 @@ __global__ void decode_max_kernel(int64_t* keys_argmax, float* out, int64_t size
 // tied point index by atomicMin.
 template <typename scalar_t>
 __global__ void max_kernel(const scalar_t* __restrict__ feats, const int64_t* __restrict__ p2v,
-                           int64_t n, int64_t channels, int64_t m, scalar_t* out,
-                           unsigned long long* flag) {
+                           int64_t n, int64_t channels, int64_t m, scalar_t* out, int* flag) {
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
     if (v < 0 || v >= m) {
@@ -174,7 +180,7 @@ __global__ void clear_empty_kernel(scalar_t* out, long long* argmax, int64_t siz
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, int kVec>
 __global__ void mean_backward_kernel(const scalar_t* __restrict__ grad_out,
                                      const int64_t* __restrict__ p2v,
                                      const int64_t* __restrict__ counts, int64_t n,
@@ -182,24 +188,38 @@ __global__ void mean_backward_kernel(const scalar_t* __restrict__ grad_out,
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
     const scalar_t count = static_cast<scalar_t>(counts[v]);
-    for (int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
-      grad_feats[i * channels + c] = grad_out[v * channels + c] / count;
+    for (int64_t c = threadIdx.x * kVec; c < channels; c += blockDim.x * kVec) {
+      if constexpr (kVec == 4) {
+        const float4 g = *reinterpret_cast<const float4*>(grad_out + v * channels + c);
+        *reinterpret_cast<float4*>(grad_feats + i * channels + c) =
+            make_float4(g.x / count, g.y / count, g.z / count, g.w / count);
+      } else {
+        grad_feats[i * channels + c] = grad_out[v * channels + c] / count;
+      }
     }
   }
 }
 
 // grad_feats[i, c] = grad_out[v, c] where point i is the arg-max of its voxel
 // v in channel c, else 0: one pass over the points, no zero fill.
-template <typename scalar_t>
+template <typename scalar_t, int kVec, bool kPacked>
 __global__ void max_backward_kernel(const scalar_t* __restrict__ grad_out,
                                     const int64_t* __restrict__ p2v,
-                                    const int64_t* __restrict__ argmax, int64_t n,
+                                    const int64_t* __restrict__ aux, int64_t n,
                                     int64_t channels, scalar_t* grad_feats) {
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
-    for (int64_t c = threadIdx.x; c < channels; c += blockDim.x) {
-      grad_feats[i * channels + c] =
-          argmax[v * channels + c] == i ? grad_out[v * channels + c] : scalar_t(0);
+    for (int64_t c = threadIdx.x * kVec; c < channels; c += blockDim.x * kVec) {
+      const int64_t* a = aux + v * channels + c;
+      if constexpr (kVec == 4) {
+        const float4 g = *reinterpret_cast<const float4*>(grad_out + v * channels + c);
+        *reinterpret_cast<float4*>(grad_feats + i * channels + c) = make_float4(
+            argmax_point<kPacked>(a[0]) == i ? g.x : 0.f, argmax_point<kPacked>(a[1]) == i ? g.y : 0.f,
+            argmax_point<kPacked>(a[2]) == i ? g.z : 0.f, argmax_point<kPacked>(a[3]) == i ? g.w : 0.f);
+      } else {
+        grad_feats[i * channels + c] =
+            argmax_point<kPacked>(a[0]) == i ? grad_out[v * channels + c] : scalar_t(0);
+      }
     }
   }
 }
@@ -216,21 +236,30 @@ unsigned int row_grid_for(int64_t rows, const dim3& block) {
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 20)));
 }
 
-template <typename scalar_t, int kVec>
-void launch_mean(const at::Tensor& feats, const at::Tensor& p2v, const at::Tensor& counts,
-                 at::Tensor& out, cudaStream_t stream) {
-  const int64_t n = feats.size(0), channels = feats.size(1);
-  const dim3 block = row_block_for(channels / kVec);
-  mean_kernel<scalar_t, kVec><<<row_grid_for(n, block), block, 0, stream>>>(
-      feats.data_ptr<scalar_t>(), p2v.data_ptr<int64_t>(), counts.data_ptr<int64_t>(), n, channels,
-      out.size(0), out.data_ptr<scalar_t>());
+// Launches a row kernel over `rows` rows of `channels`, `vec` channels a thread.
+template <typename Kernel, typename... Args>
+void launch_rows(int vec, Kernel kernel, int64_t rows, int64_t channels, cudaStream_t stream,
+                 Args... args) {
+  const dim3 block = row_block_for(channels / vec);
+  kernel<<<row_grid_for(rows, block), block, 0, stream>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+// Float32 rows of a multiple of 4 channels starting on 16 bytes: float4 access.
+bool float4_rows(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat && t.size(1) % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(t.data_ptr()) % 16 == 0;
+}
+
+// The one-pass float32 max (max_key keys as aux) applies: point indices fit in 32 bits.
+bool packed_max(const at::Tensor& values, int64_t n) {
+  return values.scalar_type() == at::kFloat && n < 0xFFFFFFFFLL;
 }
 
 }  // namespace
 
-// Returns {out [M, C], aux (counts [M] for mean, argmax [M, C] for max), flag}.
-// The flag is one more element of the counts or keys, so it shares their zero fill.
+// Returns {out [M, C], aux, flag}: aux = counts [M] for mean; for max, the
+// max_key keys [M, C] (float32) or the arg-max [M, C]; flag: see pinned_flag.
 // N, M, C >= 1: the wrapper sends empty inputs to the reference.
 std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const at::Tensor& p2v,
                                                 int64_t m, bool use_max) {
@@ -239,59 +268,55 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t* p2v_data = p2v.data_ptr<int64_t>();
   const auto long_options = p2v.options();
-  if (use_max && feats.scalar_type() == at::kFloat && n < 0xFFFFFFFFLL) {
-    at::Tensor keys = at::zeros({m * channels + 1}, long_options);
-    at::Tensor out = at::empty({m, channels}, feats.options());
-    auto* key_data = reinterpret_cast<unsigned long long*>(keys.data_ptr<int64_t>());
-    const dim3 block = row_block_for(channels);
-    max_key_kernel<<<row_grid_for(n, block), block, 0, stream>>>(
-        feats.data_ptr<float>(), p2v_data, n, channels, m, key_data, key_data + m * channels);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  const bool vec4 = float4_rows(feats);
+  at::Tensor flag = ikne::pinned_flag();
+  int* flag_data = flag.data_ptr<int>();
+  at::Tensor out, aux;
+  if (use_max && packed_max(feats, n)) {
+    aux = at::zeros({m, channels}, long_options);
+    out = at::empty({m, channels}, feats.options());
+    auto* keys = reinterpret_cast<unsigned long long*>(aux.data_ptr<int64_t>());
+    // One channel a lane (measured on an H200: float4 rows made its atomics slower, 47 vs 25 us).
+    launch_rows(1, max_key_kernel, n, channels, stream, feats.data_ptr<float>(), p2v_data, n,
+                channels, m, keys, flag_data);
     decode_max_kernel<<<ikne::grid_size(m * channels), ikne::kThreadsPerBlock, 0, stream>>>(
-        keys.data_ptr<int64_t>(), out.data_ptr<float>(), m * channels);
+        aux.data_ptr<int64_t>(), out.data_ptr<float>(), m * channels);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    return {out, keys.narrow(0, 0, m * channels).view({m, channels}), keys.narrow(0, m * channels, 1)};
-  }
-  if (use_max) {
-    at::Tensor out = at::empty({m, channels}, feats.options());
-    at::Tensor argmax = at::empty({m * channels + 1}, long_options);
-    argmax.narrow(0, 0, m * channels).fill_(kNoPoint);
-    argmax.narrow(0, m * channels, 1).zero_();
-    auto* argmax_data = reinterpret_cast<long long*>(argmax.data_ptr<int64_t>());
-    const dim3 block = row_block_for(channels);
+  } else if (use_max) {
+    aux = at::full({m, channels}, kNoPoint, long_options);
+    auto* argmax = reinterpret_cast<long long*>(aux.data_ptr<int64_t>());
     AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cuda", [&] {
-      out.fill_(-std::numeric_limits<scalar_t>::infinity());
+      out = at::full({m, channels}, -std::numeric_limits<scalar_t>::infinity(), feats.options());
       const scalar_t* f = feats.data_ptr<scalar_t>();
       scalar_t* o = out.data_ptr<scalar_t>();
-      max_kernel<<<row_grid_for(n, block), block, 0, stream>>>(
-          f, p2v_data, n, channels, m, o,
-          reinterpret_cast<unsigned long long*>(argmax_data + m * channels));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-      argmax_kernel<<<row_grid_for(n, block), block, 0, stream>>>(f, p2v_data, n, channels, m, o,
-                                                                  argmax_data);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch_rows(1, max_kernel<scalar_t>, n, channels, stream, f, p2v_data, n, channels, m, o,
+                  flag_data);
+      launch_rows(1, argmax_kernel<scalar_t>, n, channels, stream, f, p2v_data, n, channels, m,
+                  static_cast<const scalar_t*>(o), argmax);
       clear_empty_kernel<<<ikne::grid_size(m * channels), ikne::kThreadsPerBlock, 0, stream>>>(
-          o, argmax_data, m * channels);
+          o, argmax, m * channels);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
-    return {out, argmax.narrow(0, 0, m * channels).view({m, channels}),
-            argmax.narrow(0, m * channels, 1)};
-  }
-  at::Tensor counts = at::zeros({m + 1}, long_options);
-  at::Tensor out = at::zeros({m, channels}, feats.options());
-  auto* count_data = reinterpret_cast<unsigned long long*>(counts.data_ptr<int64_t>());
-  count_kernel<<<ikne::grid_size(n), ikne::kThreadsPerBlock, 0, stream>>>(p2v_data, n, m, count_data,
-                                                                          count_data + m);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  const bool vec4 = feats.scalar_type() == at::kFloat && channels % 4 == 0 &&
-                    reinterpret_cast<uintptr_t>(feats.data_ptr()) % 16 == 0;
-  if (vec4) {
-    launch_mean<float, 4>(feats, p2v, counts, out, stream);
   } else {
-    AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cuda",
-                               [&] { launch_mean<scalar_t, 1>(feats, p2v, counts, out, stream); });
+    aux = at::zeros({m}, long_options);
+    out = at::empty({m, channels}, feats.options());
+    auto* counts = reinterpret_cast<unsigned long long*>(aux.data_ptr<int64_t>());
+    const int64_t* counts_data = aux.data_ptr<int64_t>();
+    AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cuda", [&] {
+      count_kernel<<<ikne::grid_size(std::max(n, m * channels)), ikne::kThreadsPerBlock, 0, stream>>>(
+          p2v_data, n, m, counts, out.data_ptr<scalar_t>(), m * channels, flag_data);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      if (vec4) {
+        launch_rows(4, mean_kernel<float, 4>, n, channels, stream, feats.data_ptr<float>(),
+                    p2v_data, counts_data, n, channels, m, out.data_ptr<float>());
+      } else {
+        launch_rows(1, mean_kernel<scalar_t, 1>, n, channels, stream, feats.data_ptr<scalar_t>(),
+                    p2v_data, counts_data, n, channels, m, out.data_ptr<scalar_t>());
+      }
+    });
   }
-  return {out, counts.narrow(0, 0, m), counts.narrow(0, m, 1)};
+  ikne::synchronize_for_flag(stream);
+  return {out, aux, flag};
 }
 
 at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor& p2v,
@@ -300,18 +325,23 @@ at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor
   const int64_t n = p2v.size(0), channels = grad_out.size(1);
   at::Tensor grad_feats = at::empty({n, channels}, grad_out.options());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const dim3 block = row_block_for(channels);
+  const int64_t* p2v_data = p2v.data_ptr<int64_t>();
+  const int64_t* aux_data = aux.data_ptr<int64_t>();
+  const bool packed = use_max && packed_max(grad_out, n);
+  if (float4_rows(grad_out)) {  // grad_feats is new, so 16-byte aligned
+    const auto kernel = !use_max ? mean_backward_kernel<float, 4>
+                        : packed ? max_backward_kernel<float, 4, true>
+                                 : max_backward_kernel<float, 4, false>;
+    launch_rows(4, kernel, n, channels, stream, grad_out.data_ptr<float>(), p2v_data, aux_data, n,
+                channels, grad_feats.data_ptr<float>());
+    return grad_feats;
+  }
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "voxel_pool_backward_cuda", [&] {
-    if (use_max) {
-      max_backward_kernel<<<row_grid_for(n, block), block, 0, stream>>>(
-          grad_out.data_ptr<scalar_t>(), p2v.data_ptr<int64_t>(), aux.data_ptr<int64_t>(), n,
-          channels, grad_feats.data_ptr<scalar_t>());
-    } else {
-      mean_backward_kernel<<<row_grid_for(n, block), block, 0, stream>>>(
-          grad_out.data_ptr<scalar_t>(), p2v.data_ptr<int64_t>(), aux.data_ptr<int64_t>(), n,
-          channels, grad_feats.data_ptr<scalar_t>());
-    }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const auto kernel = !use_max ? mean_backward_kernel<scalar_t, 1>
+                        : packed ? max_backward_kernel<scalar_t, 1, true>
+                                 : max_backward_kernel<scalar_t, 1, false>;
+    launch_rows(1, kernel, n, channels, stream, grad_out.data_ptr<scalar_t>(), p2v_data, aux_data,
+                n, channels, grad_feats.data_ptr<scalar_t>());
   });
   return grad_feats;
 }
