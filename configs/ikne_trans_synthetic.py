@@ -20,10 +20,13 @@ model = dict(
         rpe_bin_size=0.2,
         criterion=dict(isg_loss=dict(rank=16))))
 
+# No CenterScene here: the rooms' raw coordinates (floor at z = 0, a corner at the origin) are
+# informative features. Tuned on 20 other rooms (seed 1; lr 2e-3, 40 train rooms, 90 epochs):
+# all_ap_50% 0.534 without centring, 0.415 centring x and y, 0.285 centring x, y and z.
+load_points = dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
+                   load_dim=9, use_dim=[0, 1, 2, 3, 4, 5])
 train_pipeline = [
-    dict(type='LoadPointsFromFile', coord_type='DEPTH', shift_height=False,
-         load_dim=9, use_dim=[0, 1, 2, 3, 4, 5]),
-    dict(type='CenterScene'),
+    load_points,
     dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
          with_mask_3d=True, with_seg_3d=True),
     dict(type='LoadSuperPointsFromFile'),
@@ -43,9 +46,18 @@ train_dataloader = dict(
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
-test_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root))
+test_pipeline = [
+    load_points,
+    dict(type='LoadAnnotations3D', with_bbox_3d=False, with_label_3d=False,
+         with_mask_3d=True, with_seg_3d=True),
+    dict(type='LoadSuperPointsFromFile'),
+    dict(type='PointSegClassMapping'),
+    dict(type='PackInstanceSegInputs', with_normals=False),
+]
+test_dataloader = dict(num_workers=1, dataset=dict(data_root=data_root, pipeline=test_pipeline))
 
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+# lr 2e-3: all_ap_50% 0.534 against 0.446 with 1e-3 on the seed-1 tuning rooms.
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
 max_epochs = 90
 param_scheduler = dict(end=max_epochs)
 train_cfg = dict(max_epochs=max_epochs)
