@@ -288,3 +288,14 @@ def test_tensorboard_is_a_config_option(monkeypatch):
     monkeypatch.setattr('importlib.util.find_spec', lambda name: object())
     backends = setup_runner_cfg(cfg.copy(), CONFIG).visualizer.vis_backends
     assert [b['type'] for b in backends] == ['LocalVisBackend', 'TensorboardVisBackend']
+
+
+def test_tensorboard_events_are_written(data_root, tmp_path):
+    work_dir = tmp_path / 'work'
+    run_tool('train', CONFIG, '--work-dir', work_dir,
+             *tiny_options(data_root, 1, 'tensorboard=True'))
+    events = glob.glob(str(work_dir / '*' / 'vis_data' / 'events.out.tfevents.*'))
+    assert len(events) == 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    scalars = EventAccumulator(events[0]).Reload().Tags()['scalars']
+    assert {'loss', 'lr'} <= set(scalars), scalars

@@ -21,7 +21,7 @@ env_cfg = dict(
 
 # Losses, learning rate and validation AP go to <work_dir>/<timestamp>/vis_data/scalars.json
 # (JSON lines; tools/plot_log.py draws them). tensorboard = True (in a config or with
-# --cfg-options tensorboard=True) also writes TensorBoard events there (needs tensorboard).
+# --cfg-options tensorboard=True) also writes TensorBoard events there.
 tensorboard = False
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
