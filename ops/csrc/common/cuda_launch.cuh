@@ -1,7 +1,7 @@
 // Launch geometry shared by the CUDA kernels: grid-stride loops with 64-bit
 // indices, so any element count works with a bounded grid. Row-wise kernels
-// over [rows, C] use 32 x 8 blocks: threads x walk the channels of a row,
-// threads y (and the grid) walk the rows, so no element index is divided.
+// over [rows, C]: threads x walk the channels of a row, threads y (and the
+// grid) walk the rows, so no element index is divided.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -30,10 +30,16 @@ inline unsigned int grid_size(int64_t n) {
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 20)));
 }
 
-constexpr int kRowsPerBlock = 8;
-inline dim3 row_block() { return dim3(32, kRowsPerBlock); }
-inline unsigned int row_grid_size(int64_t rows) {
-  const int64_t blocks = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+// Row-wise kernels over [rows, C]: threads x over a row's channels (a power of
+// two, up to 32, at least lanes_needed), threads y and the grid over the rows.
+inline dim3 row_block(int64_t lanes_needed) {
+  int lanes = 1;
+  while (lanes < lanes_needed && lanes < 32) lanes *= 2;
+  return dim3(lanes, kThreadsPerBlock / lanes);
+}
+
+inline unsigned int row_grid_size(int64_t rows, const dim3& block) {
+  const int64_t blocks = (rows + block.y - 1) / block.y;
   return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 20)));
 }
 

@@ -224,24 +224,12 @@ __global__ void max_backward_kernel(const scalar_t* __restrict__ grad_out,
   }
 }
 
-// Threads x over channels (kVec each, a power of two up to 32 lanes), y over rows.
-dim3 row_block_for(int64_t lanes_needed) {
-  int lanes = 1;
-  while (lanes < lanes_needed && lanes < 32) lanes *= 2;
-  return dim3(lanes, ikne::kThreadsPerBlock / lanes);
-}
-
-unsigned int row_grid_for(int64_t rows, const dim3& block) {
-  const int64_t blocks = (rows + block.y - 1) / block.y;
-  return static_cast<unsigned int>(std::max<int64_t>(1, std::min<int64_t>(blocks, 1 << 20)));
-}
-
 // Launches a row kernel over `rows` rows of `channels`, `vec` channels a thread.
 template <typename Kernel, typename... Args>
 void launch_rows(int vec, Kernel kernel, int64_t rows, int64_t channels, cudaStream_t stream,
                  Args... args) {
-  const dim3 block = row_block_for(channels / vec);
-  kernel<<<row_grid_for(rows, block), block, 0, stream>>>(args...);
+  const dim3 block = ikne::row_block(channels / vec);
+  kernel<<<ikne::row_grid_size(rows, block), block, 0, stream>>>(args...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
