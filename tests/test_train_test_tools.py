@@ -128,7 +128,10 @@ def test_synthetic_config_inherits_the_scannet_recipe():
     assert synthetic.model.head.criterion.ika_loss == scannet.model.head.criterion.ika_loss
     assert synthetic.optim_wrapper.optimizer.type == 'AdamW'
     assert synthetic.test_evaluator == scannet.test_evaluator
-    assert synthetic.test_dataloader.dataset.pipeline == scannet.test_dataloader.dataset.pipeline
+    # ... and the test pipeline, except MAFT's centring (the synthetic rooms keep raw xyz)
+    scannet_test = scannet.test_dataloader.dataset.pipeline
+    assert scannet_test[1] == dict(type='CenterScene')
+    assert synthetic.test_dataloader.dataset.pipeline == scannet_test[:1] + scannet_test[2:]
     assert synthetic.param_scheduler.end == synthetic.train_cfg.max_epochs
 
 
