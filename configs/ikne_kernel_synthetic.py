@@ -20,5 +20,3 @@ model = dict(
         min_points=100,
         topk=100,
         criterion={{_base_.model.head.criterion}}))
-# The kernel head was tuned at lr 1e-3 (the transformer demo moved to 2e-3 after its own tuning).
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
