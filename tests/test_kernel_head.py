@@ -36,6 +36,10 @@ def test_kernel_config_differs_only_in_the_head(trans_name, kernel_name):
     trans, kernel = flatten(load(trans_name).to_dict()), flatten(load(kernel_name).to_dict())
     differing = {k for k in trans.keys() | kernel.keys() if trans.get(k, object()) != kernel.get(k, object())}
     assert 'model.head.type' in differing
+    if 'synthetic' in kernel_name:
+        # the CPU demo's head trains on its own schedule; the data settings stay inherited
+        differing -= {'optim_wrapper.optimizer.lr', 'max_epochs', 'param_scheduler.end',
+                      'train_cfg.max_epochs', 'default_hooks.checkpoint.interval'}
     assert all(k.startswith('model.head.') for k in differing), sorted(differing)
     # the instance criterion (matching, set losses, IKA/ISG) is the transformer's, unchanged
     assert not any(k.startswith('model.head.criterion.') for k in differing)
