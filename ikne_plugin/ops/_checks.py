@@ -2,6 +2,8 @@
 TypeError/ValueError that says what was expected. Dtypes, shapes and devices
 are checked before any kernel runs; index ranges, visible only in the data,
 are flagged by the kernels and raised here, so the compiled ops never raise."""
+import operator
+
 import torch
 
 INDEX_DTYPES = (torch.int32, torch.int64)
@@ -16,6 +18,14 @@ def check_tensor(name, tensor, dtypes, ndim, what):
         raise TypeError(f'{name} must be {names} {what}, got {tensor.dtype}')
     if tensor.dim() != ndim:
         raise ValueError(f'{name} must be {what}, got shape {tuple(tensor.shape)}')
+
+
+def as_int(name, value):
+    """``value`` (a Python or numpy int, or a 0-dim integer tensor) as an int, else TypeError."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f'{name} must be an int, got {type(value).__name__}') from None
 
 
 def check_same_device(**tensors):

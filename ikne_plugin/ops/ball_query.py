@@ -6,11 +6,10 @@ neighbour gets -1 throughout. CPU, CUDA and the reference round the squared dist
 ``(dx*dx + dy*dy) + dz*dz`` and give identical indices. mmcv's version is CUDA-only.
 """
 import numbers
-import operator
 
 import torch
 
-from ._checks import check_point_batch, check_same_device
+from ._checks import as_int, check_point_batch, check_same_device
 from .ext_loader import load_ext
 
 
@@ -24,10 +23,7 @@ def ball_query(center_xyz, xyz, radius, num_neighbors):
                          f'{tuple(center_xyz.shape)} and {xyz.dtype} {tuple(xyz.shape)}')
     if not isinstance(radius, numbers.Real) or not radius > 0:
         raise ValueError(f'radius must be a positive number, got {radius!r}')
-    try:
-        num_neighbors = operator.index(num_neighbors)
-    except TypeError:
-        raise TypeError(f'num_neighbors must be an int, got {type(num_neighbors).__name__}') from None
+    num_neighbors = as_int('num_neighbors', num_neighbors)
     if num_neighbors < 1:
         raise ValueError(f'num_neighbors must be >= 1, got {num_neighbors}')
     ext = load_ext()

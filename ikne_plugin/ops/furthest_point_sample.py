@@ -4,21 +4,16 @@ chosen before (the first is point 0; ties go to the smallest index).
 Squared distances are rounded as ``(dx*dx + dy*dy) + dz*dz`` by the CPU and CUDA kernels and
 the reference alike, so the three give identical indices. mmcv's version is CUDA-only.
 """
-import operator
-
 import torch
 
-from ._checks import check_point_batch
+from ._checks import as_int, check_point_batch
 from .ext_loader import load_ext
 
 
 def furthest_point_sample(xyz, num):
     """Indices int64 [B, num] of ``num`` farthest point samples of each batch of ``xyz`` [B, N, 3]."""
     check_point_batch('xyz', xyz)
-    try:
-        num = operator.index(num)
-    except TypeError:
-        raise TypeError(f'num must be an int, got {type(num).__name__}') from None
+    num = as_int('num', num)
     if num < 0 or num > xyz.shape[1]:
         raise ValueError(f'num must lie in [0, N] = [0, {xyz.shape[1]}], got {num}')
     ext = load_ext()

@@ -6,11 +6,9 @@ the smallest point index among ties). Empty voxels give 0. NaN features are
 not supported by ``max``. Supported: float32/float64 on CPU and CUDA (CUDA
 ``mean`` sums with atomics, so its float rounding is not bit-deterministic).
 """
-import operator
-
 import torch
 
-from ._checks import check_index_range, check_same_device, check_tensor, raise_if_flagged
+from ._checks import as_int, check_index_range, check_same_device, check_tensor, raise_if_flagged
 from .ext_loader import load_ext
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -24,10 +22,7 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
     if p2v.shape[0] != feats.shape[0]:
         raise ValueError(f'p2v must have one entry per point ({feats.shape[0]}), got {p2v.shape[0]}')
     check_same_device(feats=feats, p2v=p2v)
-    try:
-        num_voxels = operator.index(num_voxels)
-    except TypeError:
-        raise TypeError(f'num_voxels must be an int, got {type(num_voxels).__name__}') from None
+    num_voxels = as_int('num_voxels', num_voxels)
     if num_voxels < 0:
         raise ValueError(f'num_voxels must be >= 0, got {num_voxels}')
     if mode not in MODES:
