@@ -4,7 +4,7 @@ import importlib
 import pytest
 import torch
 
-from ikne_plugin.ops import ext_loader
+from ikne_plugin.ops import ext_loader, range_flags
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 
 # the module, not the function of the same name that ikne_plugin.ops exports
@@ -134,7 +134,9 @@ def test_extension_flags_range_instead_of_raising(use_max):
     feats, p2v = random_pooling(40, 3, 9, seed=10)
     forward = ext_loader.load_ext().voxel_pool_forward
     for index, flagged in ((p2v, 0), (p2v + 9, 1), (p2v - 9, 1)):
-        assert forward(feats, index, 9, use_max)[2].item() == flagged
+        flag = torch.zeros(1, dtype=torch.int32)
+        forward(feats, index, 9, use_max, flag)
+        assert flag.item() == flagged
 
 
 def test_bad_mode_raises():
@@ -188,16 +190,27 @@ def test_cuda_unvectorised_layouts(mode, layout):
 @cuda
 @pytest.mark.parametrize('mode', MODES)
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
-def test_cuda_bad_index_raises(mode, dtype):
+def test_cuda_bad_index_raises(mode, dtype, monkeypatch):
+    """Out-of-range voxels raise: after the call by default (the queued backward gives their
+    points no gradient), at the call with IKNE_SYNC_RANGE_CHECKS=1."""
     feats, p2v = random_pooling(3000, 8, 100, dtype=dtype, seed=13)
-    feats, p2v = feats.cuda(), p2v.cuda()
+    feats, p2v = feats.cuda().requires_grad_(True), p2v.cuda()
     for bad_index in (100, -1):
         bad = p2v.clone()
         bad[1234] = bad_index
+        voxel_pool(feats, bad, 100, mode).sum().backward()
+        assert torch.all(feats.grad[1234] == 0)
+        feats.grad = None
+        with pytest.raises(ValueError, match=r'voxel_pool: p2v has values outside \[0, num_voxels\)'):
+            range_flags.raise_flagged(wait=True)
+        monkeypatch.setenv(range_flags.SYNC_ENV, '1')
         with pytest.raises(ValueError, match=r'p2v must lie in \[0, 100\)'):
             voxel_pool(feats, bad, 100, mode)
-    flag = ext_loader.load_ext().voxel_pool_forward(feats, bad, 100, mode == 'max')[2]
-    assert flag.is_pinned() and flag.item() == 1  # set by the kernel in host memory
+        monkeypatch.delenv(range_flags.SYNC_ENV)
+    flag = torch.zeros(1, dtype=torch.int32, pin_memory=True)
+    ext_loader.load_ext().voxel_pool_forward(feats, bad, 100, mode == 'max', flag)
+    torch.cuda.synchronize()
+    assert flag.item() == 1  # set by the kernel in host memory
     torch.testing.assert_close(voxel_pool(feats, p2v, 100, mode).cpu(),
                                voxel_pool_reference(feats.cpu(), p2v.cpu(), 100, mode))
 

@@ -1,7 +1,7 @@
 """Argument checks shared by the op wrappers: wrong input raises a Python
 TypeError/ValueError that says what was expected. Dtypes, shapes and devices
 are checked before any kernel runs; index ranges, visible only in the data,
-are flagged by the kernels and raised here, so the compiled ops never raise."""
+are flagged by the kernels (``range_flags``), so the compiled ops never raise."""
 import operator
 
 import torch
@@ -34,18 +34,6 @@ def check_same_device(**tensors):
     if any(t.device != first.device for t in rest):
         devices = {name: t.device for name, t in tensors.items()}
         raise ValueError(f'all tensors must be on one device, got {devices}')
-
-
-def raise_if_flagged(flag, *ranges):
-    """Raise the range error that a kernel flagged in ``flag`` (non-zero), a host
-    tensor (CUDA kernels write it to pinned memory and the op waits for them, so
-    reading it costs no copy). Only on error are the ``(name, index, low, high)``
-    ranges re-checked, to say which values were out of range."""
-    if flag.item():
-        for name, index, low, high in ranges:
-            check_index_range(name, index, low, high)
-        raise RuntimeError(f'a kernel flagged values out of range in {[r[0] for r in ranges]}, '
-                           'but a re-check found none')
 
 
 def check_index_range(name, index, low, high):

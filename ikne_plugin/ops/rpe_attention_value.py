@@ -11,13 +11,12 @@ float32 for the half types).
 """
 import torch
 
-from ._checks import (INDEX_DTYPES, check_index_range, check_same_device, check_tensor,
-                      raise_if_flagged)
+from ._checks import INDEX_DTYPES, check_index_range, check_same_device, check_tensor
 from .ext_loader import load_ext
+from .range_flags import check_call, op_flag
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = CPU_DTYPES + (torch.float16, torch.bfloat16)
-CUDA_MAX_HEADS = 2048  # the CUDA kernels keep at least one bin per head and axis in 48 KB
 
 
 def rpe_attention_value(attn, rel_idx, table):
@@ -53,14 +52,14 @@ def _check_args(attn, rel_idx, table):
                          f'match attn, got {tuple(rel_idx.shape)}')
     if table.shape[0] != 3 or table.shape[2] != heads:
         raise ValueError(f'table must be [3, L, H, D] with H = {heads}, got {tuple(table.shape)}')
-    if attn.is_cuda and heads > CUDA_MAX_HEADS:
-        raise ValueError(f'rpe_attention_value on CUDA supports at most {CUDA_MAX_HEADS} heads, got {heads}')
 
 
 def _forward(ext, attn, rel_idx, table, save_hist):
-    """(out, hist or None) of the extension's forward; raises if rel_idx leaves [0, L)."""
-    out, hist, flag = ext.rpe_attention_value_forward(attn, rel_idx, table, save_hist)
-    raise_if_flagged(flag, ('rel_idx', rel_idx, 0, table.shape[1]))
+    """(out, hist or None) of the extension's forward; a rel_idx outside [0, L) is raised
+    as ``range_flags`` says."""
+    flag = op_flag('rpe_attention_value', 'rel_idx has values outside [0, L)')
+    out, hist = ext.rpe_attention_value_forward(attn, rel_idx, table, save_hist, flag)
+    check_call('rpe_attention_value', attn.device, ('rel_idx', rel_idx, 0, table.shape[1]))
     return out, hist
 
 

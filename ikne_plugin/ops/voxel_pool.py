@@ -8,8 +8,9 @@ not supported by ``max``. Supported: float32/float64 on CPU and CUDA (CUDA
 """
 import torch
 
-from ._checks import as_int, check_index_range, check_same_device, check_tensor, raise_if_flagged
+from ._checks import as_int, check_index_range, check_same_device, check_tensor
 from .ext_loader import load_ext
+from .range_flags import check_call, op_flag
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
 MODES = ('mean', 'max')
@@ -39,9 +40,11 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
 
 
 def _pool(ext, feats, p2v, num_voxels, use_max):
-    """(out, aux) of the extension's forward; raises if p2v leaves [0, num_voxels)."""
-    out, aux, flag = ext.voxel_pool_forward(feats, p2v, num_voxels, use_max)
-    raise_if_flagged(flag, ('p2v', p2v, 0, num_voxels))
+    """(out, aux) of the extension's forward; a p2v outside [0, num_voxels) is raised as
+    ``range_flags`` says."""
+    flag = op_flag('voxel_pool', 'p2v has values outside [0, num_voxels)')
+    out, aux = ext.voxel_pool_forward(feats, p2v, num_voxels, use_max, flag)
+    check_call('voxel_pool', feats.device, ('p2v', p2v, 0, num_voxels))
     return out, aux
 
 

@@ -8,8 +8,9 @@ atomicMin and ranks first points with a prefix sum), so both are deterministic.
 """
 import torch
 
-from ._checks import INDEX_DTYPES, check_index_range, check_tensor, raise_if_flagged
+from ._checks import INDEX_DTYPES, check_index_range, check_tensor
 from .ext_loader import load_ext
+from .range_flags import raise_range_error
 
 BATCH_LIMIT = 1 << 15
 COORD_LIMIT = 1 << 16
@@ -35,7 +36,8 @@ def voxelize(coords):
             check_index_range(*args)
         return voxelize_reference(coords)
     voxel_coords, p2v, flag = ext.voxelize(coords.contiguous())
-    raise_if_flagged(flag, *_coord_ranges(coords))  # a CPU flag on both devices: no extra sync
+    if flag.item():  # a CPU tensor on both devices: the voxel count needs the host anyway
+        raise_range_error('voxelize', *_coord_ranges(coords))
     return voxel_coords, p2v
 
 

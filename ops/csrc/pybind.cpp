@@ -5,13 +5,14 @@
 std::vector<at::Tensor> voxelize(const at::Tensor& coords);
 
 std::vector<at::Tensor> voxel_pool_forward(const at::Tensor& feats, const at::Tensor& p2v,
-                                           int64_t num_voxels, bool use_max);
+                                           int64_t num_voxels, bool use_max, at::Tensor flag);
 at::Tensor voxel_pool_backward(const at::Tensor& grad_out, const at::Tensor& p2v,
                                const at::Tensor& aux, bool use_max);
 
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
-                                                    const at::Tensor& table, bool save_hist);
+                                                    const at::Tensor& table, bool save_hist,
+                                                    at::Tensor flag);
 std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const at::Tensor& rel_idx,
                                                      const at::Tensor& table,
@@ -32,12 +33,13 @@ at::Tensor ball_query(const at::Tensor& center, const at::Tensor& xyz, double ra
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("voxelize", &voxelize, "unique voxels of (batch, x, y, z) coords", py::arg("coords"));
   m.def("voxel_pool_forward", &voxel_pool_forward, "mean/max pooling of point features",
-        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("use_max"));
+        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("use_max"),
+        py::arg("flag"));
   m.def("voxel_pool_backward", &voxel_pool_backward, "gradient of voxel_pool_forward",
         py::arg("grad_out"), py::arg("p2v"), py::arg("aux"), py::arg("use_max"));
   m.def("rpe_attention_value_forward", &rpe_attention_value_forward,
         "value term of contextual relative position encoding", py::arg("attn"),
-        py::arg("rel_idx"), py::arg("table"), py::arg("save_hist"));
+        py::arg("rel_idx"), py::arg("table"), py::arg("save_hist"), py::arg("flag"));
   m.def("rpe_attention_value_backward", &rpe_attention_value_backward,
         "gradient of rpe_attention_value_forward", py::arg("grad_out"), py::arg("rel_idx"),
         py::arg("table"), py::arg("hist"), py::arg("attn_grad"));

@@ -7,44 +7,50 @@
 //   out        = hist @ table_h
 //   grad_attn[b,h,i,j] = sum_a bin_grad[b,h,i,a,rel_idx[b,i,j,a]],  bin_grad = grad_out @ table_h^T
 //   grad_table = sum_{b,i} hist^T grad_out.
-// hist is kept in the op-math dtype (float for half inputs) and only when the
-// table's gradient will be needed. Nothing here raises on user input: the
-// Python wrapper validates dtypes, shapes and devices and sends empty inputs
-// (any size 0) to the reference; a rel_idx outside [0, L) sets the returned
-// flag instead, and the wrapper raises.
+// The device kernels do the two sparse steps, the histogram and the gather into
+// grad_attn; the dense products are ATen matmuls here, for every device. hist
+// is in the op-math dtype (float for half inputs). Nothing here raises on user
+// input: the Python wrapper validates dtypes, shapes and devices and sends
+// empty inputs (any size 0) to the reference; a rel_idx outside [0, L) is
+// skipped and sets *flag (host memory, pinned for CUDA), which the wrapper raises.
 #include <ATen/OpMathType.h>
 
 #include "device_registry.h"
 
-// out [B, H, Nq, D] = the value term; hist [B, H, Nq, 3L] (written unless
-// undefined). Returns a flag [1] int32 on the host, 1 if rel_idx leaves [0, L).
-at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist) {
-  return DISPATCH_DEVICE_IMPL(rpe_attention_forward_impl, attn, rel_idx, table, out, hist);
+// hist [B, H, Nq, 3L] (any content on entry) = the histogram of attn [B, H, Nq, Ns].
+void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                  at::Tensor& hist, int* flag) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_histogram_impl, attn, rel_idx, hist, flag);
 }
 
-// grad_attn [B, H, Nq, Ns] and grad_table [3, L, H, D] (op-math dtype, zero on
-// entry, from hist); each is skipped when undefined.
-void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
-                                 const at::Tensor& table, const at::Tensor& hist,
-                                 at::Tensor& grad_attn, at::Tensor& grad_table) {
-  DISPATCH_DEVICE_IMPL(rpe_attention_backward_impl, grad_out, rel_idx, table, hist, grad_attn,
-                       grad_table);
+// grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] gathered at rel_idx's bins,
+// summed over the axes (rel_idx was checked by the forward).
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bin_grad, rel_idx, grad_attn);
 }
 
-// Returns {out [B, H, Nq, D], hist (undefined unless save_hist), flag [1] int32 (host)}.
+namespace {
+
+// table [3, L, H, D] as per-head matrices [H, 3L, D] in `dtype`.
+at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
+  return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
+}
+
+}  // namespace
+
+// Returns {out [B, H, Nq, D], hist (undefined unless save_hist)}.
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
-                                                    const at::Tensor& table, bool save_hist) {
-  const int64_t batch = attn.size(0), heads = attn.size(1), queries = attn.size(2);
+                                                    const at::Tensor& table, bool save_hist,
+                                                    at::Tensor flag) {
   const at::ScalarType acc = at::toOpMathType(attn.scalar_type());
-  at::Tensor out = at::empty({batch, heads, queries, table.size(3)}, attn.options());
-  at::Tensor hist = save_hist ? at::empty({batch, heads, queries, 3 * table.size(1)},
-                                          attn.options().dtype(acc))
-                              : at::Tensor();
-  at::Tensor flag = rpe_attention_forward_impl(attn.contiguous(), rel_idx.contiguous(),
-                                               table.contiguous(), out, hist);
-  return {out, hist, flag};
+  at::Tensor hist = at::empty({attn.size(0), attn.size(1), attn.size(2), 3 * table.size(1)},
+                              attn.options().dtype(acc));
+  rpe_attention_histogram_impl(attn.contiguous(), rel_idx.contiguous(), hist,
+                               flag.data_ptr<int>());
+  at::Tensor out = at::matmul(hist, table_per_head(table, acc)).to(attn.scalar_type());
+  return {out, save_hist ? hist : at::Tensor()};
 }
 
 // Returns {grad_attn (undefined unless attn_grad), grad_table (undefined if hist is None)}.
@@ -53,16 +59,23 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const at::Tensor& table,
                                                      const std::optional<at::Tensor>& hist,
                                                      bool attn_grad) {
-  const int64_t batch = grad_out.size(0), heads = grad_out.size(1), queries = grad_out.size(2);
-  at::Tensor grad_attn =
-      attn_grad ? at::empty({batch, heads, queries, rel_idx.size(2)}, grad_out.options())
-                : at::Tensor();
-  at::Tensor saved_hist = hist.has_value() ? hist->contiguous() : at::Tensor();
-  at::Tensor grad_table =
-      saved_hist.defined() ? at::zeros(table.sizes(), table.options().dtype(saved_hist.scalar_type()))
-                           : at::Tensor();
-  rpe_attention_backward_impl(grad_out.contiguous(), rel_idx.contiguous(), table.contiguous(),
-                              saved_hist, grad_attn, grad_table);
-  if (grad_table.defined()) grad_table = grad_table.to(table.scalar_type());
+  const at::ScalarType acc = at::toOpMathType(grad_out.scalar_type());
+  const at::Tensor grad = grad_out.to(acc);
+  at::Tensor grad_attn, grad_table;
+  if (attn_grad) {
+    const at::Tensor bin_grad =
+        at::matmul(grad, table_per_head(table, acc).transpose(1, 2)).contiguous();
+    grad_attn = at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), rel_idx.size(2)},
+                          grad_out.options());
+    rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn);
+  }
+  if (hist.has_value()) {  // sum over b of hist[b]^T grad_out[b] per head: [H, 3L, D] -> [3, L, H, D]
+    grad_table = at::matmul(hist->transpose(2, 3), grad)
+                     .sum(0)
+                     .view({table.size(2), 3, table.size(1), table.size(3)})
+                     .permute({1, 2, 0, 3})
+                     .to(table.scalar_type())
+                     .contiguous();
+  }
   return {grad_attn, grad_table};
 }

@@ -131,11 +131,16 @@ class SpConvUNet(nn.Module):
             batch_size: number of scenes.
 
         Returns:
-            ``[M, out_channels]`` features, in the order of ``voxel_coords``.
+            ``[M, out_channels]`` features, in the order of ``voxel_coords`` (float16 under
+            CUDA autocast).
         """
         if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
             raise ValueError(f'SpConvUNet expects voxel features [M, {self.in_channels}], '
                              f'got {list(voxel_feats.shape)}')
+        if voxel_feats.is_cuda and torch.is_autocast_enabled('cuda'):
+            # spconv casts to float16 under autocast only where its autograd Functions run (with
+            # gradients); without, its float32 kernels would run (profiled on an H200).
+            voxel_feats = voxel_feats.half()
         x = spconv.SparseConvTensor(voxel_feats, voxel_coords.int(), list(spatial_shape),
                                     batch_size)
         return self.output_layer(self.unet(self.input_conv(x))).features

@@ -13,16 +13,6 @@
 
 namespace ikne {
 
-// A zeroed int32 flag [1] in pinned host memory, which kernels set directly
-// (pinned memory is device-accessible under unified addressing): no device
-// fill and no copy back. Read it after synchronize_for_flag.
-inline at::Tensor pinned_flag() {
-  return at::zeros({1}, at::TensorOptions().dtype(at::kInt).pinned_memory(true));
-}
-
-// Waits for the stream's kernels, so that the host may read their flag.
-inline void synchronize_for_flag(cudaStream_t stream) { C10_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-
 constexpr int kThreadsPerBlock = 256;
 
 inline unsigned int grid_size(int64_t n) {

@@ -1,8 +1,7 @@
-// CPU `rpe_attention_value`: one task per query row (b, i), which turns its
-// rel_idx row into bin offsets once and owns the H histogram / gradient rows
-// (b, :, i), so neither direction has write conflicts; each head is then one
-// contiguous pass over its attention row. The small dense products with the
-// table go through ATen's matmul.
+// CPU `rpe_attention_value` kernels: one task per query row (b, i), which turns
+// its rel_idx row into bin offsets once and owns the H histogram / gradient
+// rows (b, :, i), so neither kernel has write conflicts; each head is then one
+// contiguous pass over its row.
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -12,8 +11,7 @@
 
 namespace {
 
-// Layout of one query row (b, i): its H attention rows attn[b, :, i, :] and its
-// rel_idx row rel_idx[b, i] (read once for all heads).
+// Layout of [B, H, Nq, *] tensors by query row (b, i): its H rows (b, :, i).
 struct QueryRows {
   int64_t heads, queries, keys, num_bins;
   int64_t head_row(int64_t query_row, int64_t h) const {  // (b, h, i) from (b, i)
@@ -48,32 +46,24 @@ bool for_each_query_row(const index_t* rel_idx, int64_t rows, const QueryRows& q
   return valid;
 }
 
-// table [3, L, H, D] as per-head matrices [H, 3L, D].
-at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
-  return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
+// [B, H, Nq, Ns] attention-like tensor and [B, H, Nq, 3L] histogram-like one.
+QueryRows query_rows(const at::Tensor& attn_like, const at::Tensor& hist_like) {
+  return QueryRows{attn_like.size(1), attn_like.size(2), attn_like.size(3),
+                   hist_like.size(3) / 3};
 }
 
-QueryRows query_rows(const at::Tensor& attn_like, const at::Tensor& table) {
-  return QueryRows{attn_like.size(1), attn_like.size(2), attn_like.size(3), table.size(1)};
-}
-
-at::Tensor rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                     const at::Tensor& table, at::Tensor& out, at::Tensor& hist) {
-  const QueryRows q = query_rows(attn, table);
-  const int64_t rows = attn.size(0) * q.queries;
-  at::Tensor bins = hist.defined()
-                        ? hist
-                        : at::empty({attn.size(0), q.heads, q.queries, 3 * q.num_bins},
-                                    attn.options());
-  bins.zero_();
+void rpe_attention_histogram_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                 at::Tensor& hist, int* flag) {
+  const QueryRows q = query_rows(attn, hist);
+  hist.zero_();
   bool valid = true;
-  AT_DISPATCH_FLOATING_TYPES(attn.scalar_type(), "rpe_attention_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES(attn.scalar_type(), "rpe_attention_histogram_cpu", [&] {
     const scalar_t* a = attn.data_ptr<scalar_t>();
-    scalar_t* hist_data = bins.data_ptr<scalar_t>();
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_forward_cpu", [&] {
-      valid = for_each_query_row(rel_idx.data_ptr<index_t>(), rows, q,
+    scalar_t* hist_data = hist.data_ptr<scalar_t>();
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_histogram_cpu", [&] {
+      valid = for_each_query_row(rel_idx.data_ptr<index_t>(), attn.size(0) * q.queries, q,
                                  [&](int64_t row, const int64_t* offsets) {
-        for (int64_t h = 0; h < q.heads; ++h) {  // contiguous passes over each head's row
+        for (int64_t h = 0; h < q.heads; ++h) {
           const int64_t head_row = q.head_row(row, h);
           const scalar_t* a_row = a + head_row * q.keys;
           scalar_t* h_row = hist_data + head_row * 3 * q.num_bins;
@@ -87,53 +77,37 @@ at::Tensor rpe_attention_forward_cpu(const at::Tensor& attn, const at::Tensor& r
       });
     });
   });
-  at::Tensor flag = at::full({1}, valid ? 0 : 1, attn.options().dtype(at::kInt));
-  if (valid) out.copy_(at::matmul(bins, table_per_head(table, bins.scalar_type())));
-  return flag;
+  if (!valid) *flag = 1;
 }
 
-void rpe_attention_backward_cpu(const at::Tensor& grad_out, const at::Tensor& rel_idx,
-                                const at::Tensor& table, const at::Tensor& hist,
-                                at::Tensor& grad_attn, at::Tensor& grad_table) {
-  if (grad_attn.defined()) {
-    const QueryRows q = query_rows(grad_attn, table);
-    const at::Tensor bin_grad =
-        at::matmul(grad_out, table_per_head(table, grad_out.scalar_type()).transpose(1, 2))
-            .contiguous();
-    AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "rpe_attention_backward_cpu", [&] {
-      const scalar_t* g = bin_grad.data_ptr<scalar_t>();
-      scalar_t* grad = grad_attn.data_ptr<scalar_t>();
-      AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_backward_cpu", [&] {
-        for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
-                           [&](int64_t row, const int64_t* offsets) {
-          for (int64_t h = 0; h < q.heads; ++h) {
-            const int64_t head_row = q.head_row(row, h);
-            const scalar_t* g_row = g + head_row * 3 * q.num_bins;
-            scalar_t* out_row = grad + head_row * q.keys;
-            for (int64_t j = 0; j < q.keys; ++j) {
-              const int64_t* o = offsets + 3 * j;
-              out_row[j] = g_row[o[0]] + g_row[o[1]] + g_row[o[2]];
-            }
+void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                              at::Tensor& grad_attn) {
+  const QueryRows q = query_rows(grad_attn, bin_grad);
+  AT_DISPATCH_FLOATING_TYPES(grad_attn.scalar_type(), "rpe_attention_gather_cpu", [&] {
+    const scalar_t* g = bin_grad.data_ptr<scalar_t>();
+    scalar_t* grad = grad_attn.data_ptr<scalar_t>();
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cpu", [&] {
+      for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
+                         [&](int64_t row, const int64_t* offsets) {
+        for (int64_t h = 0; h < q.heads; ++h) {
+          const int64_t head_row = q.head_row(row, h);
+          const scalar_t* g_row = g + head_row * 3 * q.num_bins;
+          scalar_t* out_row = grad + head_row * q.keys;
+          for (int64_t j = 0; j < q.keys; ++j) {
+            const int64_t* o = offsets + 3 * j;
+            out_row[j] = g_row[o[0]] + g_row[o[1]] + g_row[o[2]];
           }
-        });
+        }
       });
     });
-  }
-  if (grad_table.defined()) {
-    // sum over b of hist[b]^T grad_out[b] per head: [H, 3L, D] -> [3, L, H, D]
-    grad_table.copy_(at::matmul(hist.transpose(2, 3), grad_out.to(hist.scalar_type()))
-                         .sum(0)
-                         .view({table.size(2), 3, table.size(1), table.size(3)})
-                         .permute({1, 2, 0, 3}));
-  }
+  });
 }
 
 }  // namespace
 
-at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
-void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
-                                 const at::Tensor& table, const at::Tensor& hist,
-                                 at::Tensor& grad_attn, at::Tensor& grad_table);
-REGISTER_DEVICE_IMPL(rpe_attention_forward_impl, CPU, rpe_attention_forward_cpu);
-REGISTER_DEVICE_IMPL(rpe_attention_backward_impl, CPU, rpe_attention_backward_cpu);
+void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                  at::Tensor& hist, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn);
+REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CPU, rpe_attention_histogram_cpu);
+REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CPU, rpe_attention_gather_cpu);

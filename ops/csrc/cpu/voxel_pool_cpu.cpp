@@ -77,16 +77,15 @@ void pool_max(const scalar_t* feats, const PointsByVoxel& groups, int64_t m, int
 }
 
 std::vector<at::Tensor> voxel_pool_forward_cpu(const at::Tensor& feats, const at::Tensor& p2v,
-                                               int64_t m, bool use_max) {
+                                               int64_t m, bool use_max, int* flag) {
   const int64_t n = feats.size(0), channels = feats.size(1);
   at::Tensor out = at::zeros({m, channels}, feats.options());
   at::Tensor aux = use_max ? at::full({m, channels}, -1, p2v.options())
                            : at::empty({m}, p2v.options());
-  at::Tensor flag = at::zeros({1}, p2v.options().dtype(at::kInt));
   const PointsByVoxel groups = group_points_by_voxel(p2v.data_ptr<int64_t>(), n, m);
   if (!groups.valid) {
-    flag.fill_(1);
-    return {out, aux, flag};
+    *flag = 1;
+    return {out, aux};
   }
   AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cpu", [&] {
     if (use_max) {
@@ -97,7 +96,7 @@ std::vector<at::Tensor> voxel_pool_forward_cpu(const at::Tensor& feats, const at
                 aux.data_ptr<int64_t>());
     }
   });
-  return {out, aux, flag};
+  return {out, aux};
 }
 
 at::Tensor voxel_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor& p2v,
@@ -133,7 +132,7 @@ at::Tensor voxel_pool_backward_cpu(const at::Tensor& grad_out, const at::Tensor&
 }  // namespace
 
 std::vector<at::Tensor> voxel_pool_forward_impl(const at::Tensor& feats, const at::Tensor& p2v,
-                                                int64_t num_voxels, bool use_max);
+                                                int64_t num_voxels, bool use_max, int* flag);
 at::Tensor voxel_pool_backward_impl(const at::Tensor& grad_out, const at::Tensor& p2v,
                                     const at::Tensor& aux, bool use_max);
 REGISTER_DEVICE_IMPL(voxel_pool_forward_impl, CPU, voxel_pool_forward_cpu);

@@ -9,29 +9,27 @@ REGISTER_DEVICE_IMPL(voxelize_impl, CUDA, voxelize_cuda);
 
 // voxel_pool
 std::vector<at::Tensor> voxel_pool_forward_impl(const at::Tensor& feats, const at::Tensor& p2v,
-                                                int64_t num_voxels, bool use_max);
+                                                int64_t num_voxels, bool use_max, int* flag);
 at::Tensor voxel_pool_backward_impl(const at::Tensor& grad_out, const at::Tensor& p2v,
                                     const at::Tensor& aux, bool use_max);
 std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const at::Tensor& p2v,
-                                                int64_t num_voxels, bool use_max);
+                                                int64_t num_voxels, bool use_max, int* flag);
 at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor& p2v,
                                     const at::Tensor& aux, bool use_max);
 REGISTER_DEVICE_IMPL(voxel_pool_forward_impl, CUDA, voxel_pool_forward_cuda);
 REGISTER_DEVICE_IMPL(voxel_pool_backward_impl, CUDA, voxel_pool_backward_cuda);
 
 // rpe_attention_value
-at::Tensor rpe_attention_forward_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
-void rpe_attention_backward_impl(const at::Tensor& grad_out, const at::Tensor& rel_idx,
-                                 const at::Tensor& table, const at::Tensor& hist,
-                                 at::Tensor& grad_attn, at::Tensor& grad_table);
-at::Tensor rpe_attention_forward_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                      const at::Tensor& table, at::Tensor& out, at::Tensor& hist);
-void rpe_attention_backward_cuda(const at::Tensor& grad_out, const at::Tensor& rel_idx,
-                                 const at::Tensor& table, const at::Tensor& hist,
-                                 at::Tensor& grad_attn, at::Tensor& grad_table);
-REGISTER_DEVICE_IMPL(rpe_attention_forward_impl, CUDA, rpe_attention_forward_cuda);
-REGISTER_DEVICE_IMPL(rpe_attention_backward_impl, CUDA, rpe_attention_backward_cuda);
+void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                  at::Tensor& hist, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn);
+void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                  at::Tensor& hist, int* flag);
+void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn);
+REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CUDA, rpe_attention_histogram_cuda);
+REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CUDA, rpe_attention_gather_cuda);
 
 // furthest_point_sample
 void furthest_point_sample_impl(const at::Tensor& xyz, at::Tensor& idx);

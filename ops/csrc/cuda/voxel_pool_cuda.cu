@@ -180,13 +180,23 @@ __global__ void clear_empty_kernel(scalar_t* out, long long* argmax, int64_t siz
   }
 }
 
+// In the backward kernels: a voxel index outside [0, m) (which the forward
+// flagged; the wrapper may raise only later) gives point i a zero gradient.
+template <typename scalar_t>
+__device__ bool outside(int64_t v, int64_t m, int64_t i, int64_t channels, scalar_t* grad_feats) {
+  if (v >= 0 && v < m) return false;
+  for (int64_t c = threadIdx.x; c < channels; c += blockDim.x) grad_feats[i * channels + c] = scalar_t(0);
+  return true;
+}
+
 template <typename scalar_t, int kVec>
 __global__ void mean_backward_kernel(const scalar_t* __restrict__ grad_out,
                                      const int64_t* __restrict__ p2v,
                                      const int64_t* __restrict__ counts, int64_t n,
-                                     int64_t channels, scalar_t* grad_feats) {
+                                     int64_t channels, int64_t m, scalar_t* grad_feats) {
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
+    if (outside(v, m, i, channels, grad_feats)) continue;
     const scalar_t count = static_cast<scalar_t>(counts[v]);
     for (int64_t c = threadIdx.x * kVec; c < channels; c += blockDim.x * kVec) {
       if constexpr (kVec == 4) {
@@ -206,9 +216,10 @@ template <typename scalar_t, int kVec, bool kPacked>
 __global__ void max_backward_kernel(const scalar_t* __restrict__ grad_out,
                                     const int64_t* __restrict__ p2v,
                                     const int64_t* __restrict__ aux, int64_t n,
-                                    int64_t channels, scalar_t* grad_feats) {
+                                    int64_t channels, int64_t m, scalar_t* grad_feats) {
   IKNE_CUDA_ROW_LOOP(i, n) {
     const int64_t v = p2v[i];
+    if (outside(v, m, i, channels, grad_feats)) continue;
     for (int64_t c = threadIdx.x * kVec; c < channels; c += blockDim.x * kVec) {
       const int64_t* a = aux + v * channels + c;
       if constexpr (kVec == 4) {
@@ -246,19 +257,18 @@ bool packed_max(const at::Tensor& values, int64_t n) {
 
 }  // namespace
 
-// Returns {out [M, C], aux, flag}: aux = counts [M] for mean; for max, the
-// max_key keys [M, C] (float32) or the arg-max [M, C]; flag: see pinned_flag.
+// Returns {out [M, C], aux}: aux = counts [M] for mean; for max, the max_key
+// keys [M, C] (float32) or the arg-max [M, C]. The kernels set flag, pinned host
+// memory (device-accessible under unified addressing), without a copy or a wait.
 // N, M, C >= 1: the wrapper sends empty inputs to the reference.
 std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const at::Tensor& p2v,
-                                                int64_t m, bool use_max) {
+                                                int64_t m, bool use_max, int* flag) {
   const at::cuda::CUDAGuard guard(feats.device());
   const int64_t n = feats.size(0), channels = feats.size(1);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t* p2v_data = p2v.data_ptr<int64_t>();
   const auto long_options = p2v.options();
   const bool vec4 = float4_rows(feats);
-  at::Tensor flag = ikne::pinned_flag();
-  int* flag_data = flag.data_ptr<int>();
   at::Tensor out, aux;
   if (use_max && packed_max(feats, n)) {
     aux = at::zeros({m, channels}, long_options);
@@ -266,7 +276,7 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
     auto* keys = reinterpret_cast<unsigned long long*>(aux.data_ptr<int64_t>());
     // One channel a lane (measured on an H200: float4 rows made its atomics slower, 47 vs 25 us).
     launch_rows(1, max_key_kernel, n, channels, stream, feats.data_ptr<float>(), p2v_data, n,
-                channels, m, keys, flag_data);
+                channels, m, keys, flag);
     decode_max_kernel<<<ikne::grid_size(m * channels), ikne::kThreadsPerBlock, 0, stream>>>(
         aux.data_ptr<int64_t>(), out.data_ptr<float>(), m * channels);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
@@ -278,7 +288,7 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
       const scalar_t* f = feats.data_ptr<scalar_t>();
       scalar_t* o = out.data_ptr<scalar_t>();
       launch_rows(1, max_kernel<scalar_t>, n, channels, stream, f, p2v_data, n, channels, m, o,
-                  flag_data);
+                  flag);
       launch_rows(1, argmax_kernel<scalar_t>, n, channels, stream, f, p2v_data, n, channels, m,
                   static_cast<const scalar_t*>(o), argmax);
       clear_empty_kernel<<<ikne::grid_size(m * channels), ikne::kThreadsPerBlock, 0, stream>>>(
@@ -292,7 +302,7 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
     const int64_t* counts_data = aux.data_ptr<int64_t>();
     AT_DISPATCH_FLOATING_TYPES(feats.scalar_type(), "voxel_pool_forward_cuda", [&] {
       count_kernel<<<ikne::grid_size(std::max(n, m * channels)), ikne::kThreadsPerBlock, 0, stream>>>(
-          p2v_data, n, m, counts, out.data_ptr<scalar_t>(), m * channels, flag_data);
+          p2v_data, n, m, counts, out.data_ptr<scalar_t>(), m * channels, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       if (vec4) {
         launch_rows(4, mean_kernel<float, 4>, n, channels, stream, feats.data_ptr<float>(),
@@ -303,14 +313,13 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
       }
     });
   }
-  ikne::synchronize_for_flag(stream);
-  return {out, aux, flag};
+  return {out, aux};
 }
 
 at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor& p2v,
                                     const at::Tensor& aux, bool use_max) {
   const at::cuda::CUDAGuard guard(grad_out.device());
-  const int64_t n = p2v.size(0), channels = grad_out.size(1);
+  const int64_t n = p2v.size(0), channels = grad_out.size(1), m = grad_out.size(0);
   at::Tensor grad_feats = at::empty({n, channels}, grad_out.options());
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const int64_t* p2v_data = p2v.data_ptr<int64_t>();
@@ -321,7 +330,7 @@ at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor
                         : packed ? max_backward_kernel<float, 4, true>
                                  : max_backward_kernel<float, 4, false>;
     launch_rows(4, kernel, n, channels, stream, grad_out.data_ptr<float>(), p2v_data, aux_data, n,
-                channels, grad_feats.data_ptr<float>());
+                channels, m, grad_feats.data_ptr<float>());
     return grad_feats;
   }
   AT_DISPATCH_FLOATING_TYPES(grad_out.scalar_type(), "voxel_pool_backward_cuda", [&] {
@@ -329,7 +338,7 @@ at::Tensor voxel_pool_backward_cuda(const at::Tensor& grad_out, const at::Tensor
                         : packed ? max_backward_kernel<scalar_t, 1, true>
                                  : max_backward_kernel<scalar_t, 1, false>;
     launch_rows(1, kernel, n, channels, stream, grad_out.data_ptr<scalar_t>(), p2v_data, aux_data,
-                n, channels, grad_feats.data_ptr<scalar_t>());
+                n, channels, m, grad_feats.data_ptr<scalar_t>());
   });
   return grad_feats;
 }
