@@ -1,6 +1,6 @@
 """spconv 2 convolutions that load their own weights whatever mmdet3d patched, and run on any device.
 
-Two fixes over ``spconv.pytorch``'s classes, nothing else changes (names, weights, outputs):
+Three fixes over ``spconv.pytorch``'s classes; names and weights are unchanged:
 
 - Loading. Importing ``mmdet3d.models`` replaces ``SparseModule._load_from_state_dict`` with a
   version that permutes the weight of every module whose state-dict metadata ``version`` is not 2
@@ -14,8 +14,11 @@ Two fixes over ``spconv.pytorch``'s classes, nothing else changes (names, weight
 - Algorithm. spconv's default implicit-GEMM algorithm needs CUDA; ``ConvAlgo.Native`` works on
   both devices. The algorithm is chosen from the input's device at each forward, so a model built
   on one device and moved to another works.
+- Autocast. In eval mode under CUDA autocast the convolutions run in float16, as spconv's
+  training path does under autocast (its inference path ignored autocast).
 """
 import spconv.pytorch as spconv
+import torch
 import torch.nn as nn
 from spconv.core import ConvAlgo
 
@@ -36,7 +39,17 @@ class _PortableSparseConv:
 
     def forward(self, input):
         self.algo = self.cuda_algo if input.features.is_cuda else ConvAlgo.Native
-        return super().forward(input)
+        if self.training or not (input.features.is_cuda and torch.is_autocast_enabled('cuda')):
+            return super().forward(input)
+        # Under CUDA autocast spconv's training path casts features and weights to float16 (its
+        # autograd Functions); its inference path ignores autocast and ran float32 kernels
+        # (profiled on an H200). Run it in float16 too, with spconv's forward's arguments.
+        bias = None if self.bias is None else self.bias.half()
+        return self._conv_forward(False, input.replace_feature(input.features.half()),
+                                  self.weight.half(), bias, name=self.name,
+                                  sparse_unique_name=self._sparse_unique_name,
+                                  act_type=self.act_type, act_alpha=self.act_alpha,
+                                  act_beta=self.act_beta)
 
 
 class SubMConv3d(_PortableSparseConv, spconv.SubMConv3d):

@@ -32,7 +32,8 @@ void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel
 
 namespace {
 
-// table [3, L, H, D] as per-head matrices [H, 3L, D] in `dtype`.
+// table [3, L, H, D] as per-head matrices [H, 3L, D] in `dtype` (a view when
+// table has that dtype and is contiguous).
 at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
   return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
 }
@@ -69,13 +70,14 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                           grad_out.options());
     rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn);
   }
-  if (hist.has_value()) {  // sum over b of hist[b]^T grad_out[b] per head: [H, 3L, D] -> [3, L, H, D]
-    grad_table = at::matmul(hist->transpose(2, 3), grad)
-                     .sum(0)
-                     .view({table.size(2), 3, table.size(1), table.size(3)})
+  if (hist.has_value()) {
+    // per head, sum over the query rows (b, i) of hist^T grad_out: [H, 3L, D] -> [3, L, H, D]
+    const int64_t heads = table.size(2);
+    grad_table = at::bmm(hist->permute({1, 3, 0, 2}).reshape({heads, hist->size(3), -1}),
+                         grad.permute({1, 0, 2, 3}).reshape({heads, -1, grad.size(3)}))
+                     .view({heads, 3, table.size(1), table.size(3)})
                      .permute({1, 2, 0, 3})
-                     .to(table.scalar_type())
-                     .contiguous();
+                     .to(table.scalar_type());
   }
   return {grad_attn, grad_table};
 }

@@ -137,10 +137,6 @@ class SpConvUNet(nn.Module):
         if voxel_feats.dim() != 2 or voxel_feats.shape[1] != self.in_channels:
             raise ValueError(f'SpConvUNet expects voxel features [M, {self.in_channels}], '
                              f'got {list(voxel_feats.shape)}')
-        if voxel_feats.is_cuda and torch.is_autocast_enabled('cuda'):
-            # spconv casts to float16 under autocast only where its autograd Functions run (with
-            # gradients); without, its float32 kernels would run (profiled on an H200).
-            voxel_feats = voxel_feats.half()
         x = spconv.SparseConvTensor(voxel_feats, voxel_coords.int(), list(spatial_shape),
                                     batch_size)
         return self.output_layer(self.unet(self.input_conv(x))).features
