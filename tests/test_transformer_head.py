@@ -190,3 +190,41 @@ def test_bad_inputs_raise_clear_errors():
         head.loss(dict(sp_feats=[f], sp_xyz=[x]), [Det3DDataSample()])
     with pytest.raises(ValueError, match='rpe_num_bins'):
         MODELS.build({**SMALL, 'rpe_num_bins': 7})
+
+
+def test_padding_beyond_the_batch_changes_nothing():
+    """The CUDA graphs pad scenes to a bucket of superpoints: the decoder on extra padding
+    (blocked in the attention) gives the unpadded outputs."""
+    head = small_head().double().eval()
+    feats, xyz = scene(11, dtype=torch.float64)
+    plain = head(dict(sp_feats=[feats], sp_xyz=[xyz]))['layers']
+    pad = 21
+    padded = (torch.cat([feats, torch.randn(pad, 8, dtype=torch.float64)])[None],
+              torch.cat([xyz, torch.rand(pad, 3, dtype=torch.float64)])[None],
+              (torch.arange(11 + pad) >= 11)[None], xyz.min(0)[0][None, None], xyz.max(0)[0][None, None])
+    layers, _ = head._decode(*padded)
+    for lp, la in zip(layers, plain):
+        for key in ('cls_logits', 'scores', 'centers'):
+            torch.testing.assert_close(lp[key], la[key], atol=1e-10, rtol=1e-10)
+        torch.testing.assert_close(lp['mask_logits'][0, :, :11], la['mask_logits'][0], atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+@pytest.mark.parametrize('amp', [False, True])
+def test_cuda_graph_matches_eager(amp):
+    """CUDA graphs of the decoder: one per bucket, outputs as the eager decoder's; a replay's
+    outputs are copies that the next replay does not overwrite."""
+    head = small_head(graph_bucket=16).cuda().eval()
+    scenes = [tuple(t.cuda() for t in scene(n, seed=n)) for n in (20, 27, 40)]  # buckets 32, 32, 48
+    with torch.no_grad(), torch.autocast('cuda', enabled=amp):
+        graphed = [head(dict(sp_feats=[f], sp_xyz=[x])) for f, x in scenes]
+        assert len(head._graphs) == 2
+        head.cuda_graph = False
+        eager = [head(dict(sp_feats=[f], sp_xyz=[x])) for f, x in scenes]
+    tol = dict(atol=2e-3, rtol=2e-3) if amp else dict(atol=1e-5, rtol=1e-5)
+    for g, e in zip(graphed, eager):
+        for lg, le in zip(g['layers'], e['layers']):
+            for key in ('cls_logits', 'scores', 'centers'):
+                torch.testing.assert_close(lg[key], le[key], **tol)
+            torch.testing.assert_close(lg['mask_logits'][0], le['mask_logits'][0], **tol)
+        torch.testing.assert_close(g['queries'], e['queries'], **tol)

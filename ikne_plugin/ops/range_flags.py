@@ -39,8 +39,8 @@ def check_call(op, device, *ranges):
     kernel), raise the range error with the offending values; else leave the flag to
     ``raise_flagged``."""
     if device.type == 'cuda':
-        if os.environ.get(SYNC_ENV, '0') in ('', '0'):
-            return
+        if os.environ.get(SYNC_ENV, '0') in ('', '0') or torch.cuda.is_current_stream_capturing():
+            return  # (a CUDA graph being captured cannot wait: its replays are checked later)
         torch.cuda.current_stream(device).synchronize()
     flag = _flags[op][0]
     if flag.item():

@@ -23,6 +23,7 @@ model = dict(
         topk=100,
         score_thr=0.0,
         min_points=100,
+        cuda_graph=True,  # CUDA inference replays the decoder as CUDA graphs (no effect elsewhere)
         criterion=dict(
             type='IKNECriterion',
             num_classes=18,

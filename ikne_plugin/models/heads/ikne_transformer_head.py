@@ -1,4 +1,5 @@
 """IKNE's transformer head: MAFT's mask-attention-free query decoder over superpoints."""
+import contextlib
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -6,12 +7,39 @@ from mmdet3d.registry import MODELS
 from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import nn
+from torch.utils._pytree import tree_map
 
 from ..layers import MLP, FourierPositionEncoding, QueryDecoderLayer, relative_position_bins
 
 def _mlp_head(in_channels: int, out_channels: int) -> nn.Sequential:
     """Linear-ReLU-Linear (MAFT's ``out_cls``/``out_score``/``out_bbox`` layout)."""
     return nn.Sequential(nn.Linear(in_channels, in_channels), nn.ReLU(), nn.Linear(in_channels, out_channels))
+
+
+class DecoderGraph:
+    """A CUDA graph of ``decode(*inputs)`` for inputs of fixed sizes: ``graph(*inputs)``
+    copies the inputs into the graph's own, replays it and returns a copy of its outputs.
+    Autocast's cast cache is off inside (cached casts would live outside the graph). Graphs
+    sharing a memory ``pool`` must not replay concurrently (only their outputs are kept)."""
+
+    def __init__(self, decode, inputs, amp_dtype, pool=None):
+        self.inputs = [t.clone() for t in inputs]
+        precision = (torch.autocast('cuda', dtype=amp_dtype, cache_enabled=False) if amp_dtype
+                     else contextlib.nullcontext())
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), precision:  # warm-up off the capture (cuBLAS set-up and the like)
+            decode(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool), precision:
+            self.outputs = decode(*self.inputs)
+
+    def __call__(self, *inputs):
+        for mine, given in zip(self.inputs, inputs):
+            mine.copy_(given)
+        self.graph.replay()
+        return tree_map(lambda t: t.clone(), self.outputs)
 
 
 @MODELS.register_module()
@@ -38,6 +66,12 @@ class IKNETransformerHead(BaseModule):
         criterion: config of the training criterion (``IKNECriterion``).
         topk, score_thr, min_points: inference; keep the ``topk`` best (query, class)
             pairs, then masks with score > ``score_thr`` and more than ``min_points`` points.
+        cuda_graph: in inference on CUDA (eval mode, no gradient), replay the decoder as a
+            CUDA graph, one per batch size and superpoint count rounded up to
+            ``graph_bucket`` (the padding is blocked in the attention, as a batch's is):
+            the decoder's hundreds of small kernels then cost one launch. Its outputs match
+            the eager decoder's up to float rounding.
+        graph_bucket: superpoint counts are padded to a multiple of this for the graphs.
 
     Dropout is not supported: MAFT's configuration uses 0.
     """
@@ -45,7 +79,8 @@ class IKNETransformerHead(BaseModule):
     def __init__(self, in_channels: int = 32, num_classes: int = 18, num_queries: int = 400, num_layers: int = 6,
                  d_model: int = 256, num_heads: int = 8, ffn_dim: int = 1024, rpe_num_bins: int = 48,
                  rpe_bin_size: float = 0.1, attn_mask_thr: float = 0.1, criterion: Optional[dict] = None,
-                 topk: int = 100, score_thr: float = 0.0, min_points: int = 100, init_cfg: Optional[dict] = None):
+                 topk: int = 100, score_thr: float = 0.0, min_points: int = 100, cuda_graph: bool = False,
+                 graph_bucket: int = 256, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if rpe_num_bins % 2:
             raise ValueError(f'rpe_num_bins must be even, got {rpe_num_bins}')
@@ -56,6 +91,9 @@ class IKNETransformerHead(BaseModule):
         self.topk = topk
         self.score_thr = score_thr
         self.min_points = min_points
+        self.cuda_graph = cuda_graph
+        self.graph_bucket = graph_bucket
+        self._graphs = {}  # (batch, padded superpoints, dtype, autocast dtype) -> DecoderGraph
 
         self.input_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.LayerNorm(d_model), nn.ReLU())
         self.mask_feat_proj = nn.Sequential(nn.Linear(in_channels, d_model), nn.ReLU(), nn.Linear(d_model, d_model))
@@ -111,14 +149,27 @@ class IKNETransformerHead(BaseModule):
             if feat.shape[0] == 0 or coord.shape != (feat.shape[0], 3):
                 raise ValueError(f'scene {i}: expected sp_feats [S, C] with S >= 1 and sp_xyz [S, 3], '
                                  f'got {tuple(feat.shape)} and {tuple(coord.shape)}')
-        feats = nn.utils.rnn.pad_sequence(list(sp_feats), batch_first=True)  # [B, S, C]
-        xyz = nn.utils.rnn.pad_sequence(list(sp_xyz), batch_first=True).to(feats.dtype)  # [B, S, 3]
-        padding = torch.arange(feats.shape[1], device=feats.device)[None] >= torch.as_tensor(
+        graphed = (self.cuda_graph and not self.training and not torch.is_grad_enabled()
+                   and sp_feats[0].is_cuda)
+        padded_length = -(-max(lengths) // self.graph_bucket) * self.graph_bucket if graphed else max(lengths)
+        feats = torch.stack([nn.functional.pad(f, (0, 0, 0, padded_length - len(f))) for f in sp_feats])
+        xyz = torch.stack([nn.functional.pad(c, (0, 0, 0, padded_length - len(c))) for c in sp_xyz])
+        padding = torch.arange(padded_length, device=feats.device)[None] >= torch.as_tensor(
             lengths, device=feats.device)[:, None]  # [B, S], True = padded
-        xyz_min = torch.stack([c.min(0)[0] for c in sp_xyz]).to(feats.dtype)[:, None]  # [B, 1, 3]
-        xyz_max = torch.stack([c.max(0)[0] for c in sp_xyz]).to(feats.dtype)[:, None]
-        extent = (xyz_max - xyz_min).clamp_min(1e-6)  # a single superpoint has no extent
+        xyz_min = torch.stack([c.min(0)[0] for c in sp_xyz])[:, None]  # [B, 1, 3]
+        xyz_max = torch.stack([c.max(0)[0] for c in sp_xyz])[:, None]
+        inputs = (feats, xyz.to(feats.dtype), padding, xyz_min.to(feats.dtype), xyz_max.to(feats.dtype))
+        layers, normed = self._graph(inputs)(*inputs) if graphed else self._decode(*inputs)
+        for layer in layers:
+            layer['mask_logits'] = [layer['mask_logits'][b, :, :n] for b, n in enumerate(lengths)]
+        return dict(layers=layers, queries=normed)
 
+    def _decode(self, feats: torch.Tensor, xyz: torch.Tensor, padding: torch.Tensor, xyz_min: torch.Tensor,
+                xyz_max: torch.Tensor):
+        """The decoder on padded scenes: feats [B, S, C], xyz [B, S, 3], padding bool [B, S],
+        xyz_min/xyz_max [B, 1, 3] of the real superpoints. Returns (per-layer output dicts with
+        mask_logits [B, Q, S], final normalised queries). No host synchronisation."""
+        extent = (xyz_max - xyz_min).clamp_min(1e-6)  # a single superpoint has no extent
         memory = self.input_proj(feats)
         mask_feats = self.mask_feat_proj(feats)
         memory_pos = self.key_pos_encoding((xyz - xyz_min) / extent)
@@ -142,14 +193,27 @@ class IKNETransformerHead(BaseModule):
                 cls_logits=self.cls_head(normed),
                 scores=self.score_head(normed),
                 centers=ref * extent + xyz_min + self.center_head(normed),
-                mask_logits=[mask_logits[b, :, :n] for b, n in enumerate(lengths)]))
+                mask_logits=mask_logits))
             if i == len(self.layers) - 1:
                 break
             blocked = self._attention_block_mask(mask_logits.detach(), padding)
             # Same arithmetic as MAFT (metres, then back to the unit cube) for parity.
             ref = (centers_in + self.center_refine_mlp(normed) - xyz_min) / extent
             ref_in = ref.detach()
-        return dict(layers=layers, queries=normed)
+        return layers, normed
+
+    def _graph(self, inputs):
+        """The ``DecoderGraph`` of these inputs' sizes and precision (captured at first use)."""
+        amp_dtype = torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda') else None
+        key = (*inputs[0].shape, inputs[0].dtype, amp_dtype)
+        if key not in self._graphs:
+            pool = next(iter(self._graphs.values())).graph.pool() if self._graphs else None
+            self._graphs[key] = DecoderGraph(self._decode, inputs, amp_dtype, pool)
+        return self._graphs[key]
+
+    def _apply(self, fn, *args, **kwargs):
+        self._graphs.clear()  # the graphs hold the addresses of the parameters, which this replaces
+        return super()._apply(fn, *args, **kwargs)
 
     def _attention_block_mask(self, mask_logits: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
         """bool [B, Q, S]: superpoints of mask probability < thr and padding are blocked;
