@@ -214,7 +214,7 @@ def test_padding_beyond_the_batch_changes_nothing():
 def test_cuda_graph_matches_eager(amp):
     """CUDA graphs of the decoder: one per bucket, outputs as the eager decoder's; a replay's
     outputs are copies that the next replay does not overwrite."""
-    head = small_head(graph_bucket=16).cuda().eval()
+    head = small_head(cuda_graph=True, graph_bucket=16).cuda().eval()
     scenes = [tuple(t.cuda() for t in scene(n, seed=n)) for n in (20, 27, 40)]  # buckets 32, 32, 48
     with torch.no_grad(), torch.autocast('cuda', enabled=amp):
         graphed = [head(dict(sp_feats=[f], sp_xyz=[x])) for f, x in scenes]
