@@ -19,6 +19,11 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const std::optional<at::Tensor>& hist,
                                                      bool attn_grad);
 
+at::Tensor rpe_attention_bias_forward(const at::Tensor& bins, const at::Tensor& rel_idx,
+                                      at::Tensor flag);
+at::Tensor rpe_attention_bias_backward(const at::Tensor& grad_out, const at::Tensor& rel_idx,
+                                       int64_t num_bins);
+
 // ---- segment_mesh: declaration (added by the segment_mesh owner) ----
 at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, double k_thresh,
                         int64_t seg_min_verts);
@@ -43,6 +48,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rpe_attention_value_backward", &rpe_attention_value_backward,
         "gradient of rpe_attention_value_forward", py::arg("grad_out"), py::arg("rel_idx"),
         py::arg("table"), py::arg("hist"), py::arg("attn_grad"));
+  m.def("rpe_attention_bias_forward", &rpe_attention_bias_forward,
+        "logit bias of contextual relative position encoding", py::arg("bins"),
+        py::arg("rel_idx"), py::arg("flag"));
+  m.def("rpe_attention_bias_backward", &rpe_attention_bias_backward,
+        "gradient of rpe_attention_bias_forward", py::arg("grad_out"), py::arg("rel_idx"),
+        py::arg("num_bins"));
   // ---- segment_mesh: m.def (added by the segment_mesh owner) ----
   m.def("segment_mesh", &segment_mesh, "ScanNet mesh segmentator: superpoint id per vertex",
         py::arg("vertices"), py::arg("faces"), py::arg("k_thresh"), py::arg("seg_min_verts"));

@@ -17,17 +17,19 @@
 
 #include "device_registry.h"
 
-// hist [B, H, Nq, 3L] (any content on entry) = the histogram of attn [B, H, Nq, Ns].
+// hist [B, H, Nq, 3L] (any content on entry) = the histogram of attn [B, H, Nq, Ns];
+// a bin outside [0, L) is skipped and sets *flag unless flag is null.
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   at::Tensor& hist, int* flag) {
   DISPATCH_DEVICE_IMPL(rpe_attention_histogram_impl, attn, rel_idx, hist, flag);
 }
 
-// grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] gathered at rel_idx's bins,
-// summed over the axes (rel_idx was checked by the forward).
+// grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] (op-math dtype) gathered at
+// rel_idx's bins, summed over the axes; a bin outside [0, L) adds nothing and
+// sets *flag unless flag is null (here rel_idx was checked by the forward).
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                               at::Tensor& grad_attn) {
-  DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bin_grad, rel_idx, grad_attn);
+                               at::Tensor& grad_attn, int* flag) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bin_grad, rel_idx, grad_attn, flag);
 }
 
 namespace {
@@ -68,7 +70,7 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
         at::matmul(grad, table_per_head(table, acc).transpose(1, 2)).contiguous();
     grad_attn = at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), rel_idx.size(2)},
                           grad_out.options());
-    rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn);
+    rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn, nullptr);
   }
   if (hist.has_value()) {
     // per head, sum over the query rows (b, i) of hist^T grad_out: [H, 3L, D] -> [3, L, H, D]

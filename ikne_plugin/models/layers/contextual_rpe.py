@@ -3,12 +3,14 @@
 The offset query centre - key centroid is quantised per axis into ``num_bins`` bins of
 ``bin_size`` metres; each attention layer holds three tables (query, key, value) in
 MAFT's parameter layout ``[heads, head_dim, 3 * num_bins]`` (axis-major along the last
-dimension). The query and key tables add a bias to the attention logits; the value
-table adds ``sum_j A_ij sum_axes table_v[bin]`` to the output (see
-``ikne_plugin.ops.rpe_attention_value``). Semantics from maft/model/transformer.py and
-maft/model/attention_rpe.py.
+dimension). The query and key tables add a bias to the attention logits
+(``ikne_plugin.ops.rpe_attention_bias``); the value table adds
+``sum_j A_ij sum_axes table_v[bin]`` to the output (``rpe_attention_value``). Semantics from
+maft/model/transformer.py and maft/model/attention_rpe.py.
 """
 import torch
+
+from ikne_plugin.ops import rpe_attention_bias
 
 
 def relative_position_bins(query_xyz: torch.Tensor, key_xyz: torch.Tensor, num_bins: int,
@@ -38,14 +40,7 @@ def query_rpe_bias(q: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) 
     q: [B, H, Q, D] (already scaled as the logits), table: [H, D, 3 * L],
     rel_idx: [B, Q, S, 3] -> [B, H, Q, S].
     """
-    num_bins = table.shape[-1] // 3
-    q_table = torch.einsum('bhqd,hdk->bhqk', q, table)  # [B, H, Q, 3L]
-    H = q_table.shape[1]
-    bias = 0
-    for axis in range(3):
-        index = rel_idx[..., axis][:, None].expand(-1, H, -1, -1)  # [B, H, Q, S]
-        bias = bias + torch.gather(q_table[..., axis * num_bins:(axis + 1) * num_bins], 3, index)
-    return bias
+    return rpe_attention_bias(torch.einsum('bhqd,hdk->bhqk', q, table), rel_idx)
 
 
 def key_rpe_bias(k: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) -> torch.Tensor:
@@ -53,14 +48,8 @@ def key_rpe_bias(k: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) ->
 
     k: [B, H, S, D], table: [H, D, 3 * L], rel_idx: [B, Q, S, 3] -> [B, H, Q, S].
     """
-    num_bins = table.shape[-1] // 3
     k_table = torch.einsum('bhsd,hdk->bhsk', k, table)  # [B, H, S, 3L]
-    H = k_table.shape[1]
-    bias = 0
-    for axis in range(3):
-        index = rel_idx[..., axis].transpose(1, 2)[:, None].expand(-1, H, -1, -1)  # [B, H, S, Q]
-        bias = bias + torch.gather(k_table[..., axis * num_bins:(axis + 1) * num_bins], 3, index)
-    return bias.transpose(2, 3)
+    return rpe_attention_bias(k_table, rel_idx.transpose(1, 2)).transpose(2, 3)
 
 
 def value_table_to_op_layout(table: torch.Tensor) -> torch.Tensor:

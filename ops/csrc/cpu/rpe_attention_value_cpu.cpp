@@ -77,18 +77,18 @@ void rpe_attention_histogram_cpu(const at::Tensor& attn, const at::Tensor& rel_i
       });
     });
   });
-  if (!valid) *flag = 1;
+  if (!valid && flag != nullptr) *flag = 1;
 }
 
 void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                              at::Tensor& grad_attn) {
+                              at::Tensor& grad_attn, int* flag) {
   const QueryRows q = query_rows(grad_attn, bin_grad);
   AT_DISPATCH_FLOATING_TYPES(grad_attn.scalar_type(), "rpe_attention_gather_cpu", [&] {
     const scalar_t* g = bin_grad.data_ptr<scalar_t>();
     scalar_t* grad = grad_attn.data_ptr<scalar_t>();
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cpu", [&] {
-      for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
-                         [&](int64_t row, const int64_t* offsets) {
+      const bool valid = for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
+                                            [&](int64_t row, const int64_t* offsets) {
         for (int64_t h = 0; h < q.heads; ++h) {
           const int64_t head_row = q.head_row(row, h);
           const scalar_t* g_row = g + head_row * 3 * q.num_bins;
@@ -99,6 +99,7 @@ void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_
           }
         }
       });
+      if (!valid && flag != nullptr) *flag = 1;
     });
   });
 }
@@ -108,6 +109,6 @@ void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   at::Tensor& hist, int* flag);
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                               at::Tensor& grad_attn);
+                               at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CPU, rpe_attention_histogram_cpu);
 REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CPU, rpe_attention_gather_cpu);

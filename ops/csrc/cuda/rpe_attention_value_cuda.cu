@@ -11,11 +11,13 @@
 //              nearby superpoints share bins, and the end bins collect every
 //              superpoint beyond the range (366 us a decoder layer of a
 //              ScanNet-size scene on an H200, 144 us with one copy). A rel_idx
-//              outside [0, L) is skipped and sets the flag (pinned host memory).
-//   gather:    the row's bin gradients are staged in shared memory; a thread per
+//              outside [0, L) is skipped and sets the flag (pinned host memory)
+//              unless it is null.
+//   gather:    the row's bins are staged in shared memory; a thread per
 //              superpoint sums its three bins for every head. It skips bins
-//              outside [0, L): the forward flagged them, but the wrapper may
-//              raise only after the backward has been queued.
+//              outside [0, L) and flags them if given a flag (the value op's
+//              backward is not: its forward flagged them, but the wrapper may
+//              raise only after the backward has been queued).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -75,7 +77,7 @@ __device__ void add_segment(const scalar_t* __restrict__ a_row, const index_t* _
       }
       if (in_run) gpuAtomicAdd(bins + run_bin, run_sum);
       in_run = bin[u] >= 0 && bin[u] < num_bins;
-      if (!in_run) *flag = 1;
+      if (!in_run && flag != nullptr) *flag = 1;
       run_bin = bin[u];
       run_sum = w[u];
     }
@@ -130,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
     rpe_gather_kernel(const acc_t* __restrict__ bin_grad, const index_t* __restrict__ rel_idx,
-                      scalar_t* __restrict__ grad_attn, Shape s, bool in_shared) {
+                      scalar_t* __restrict__ grad_attn, Shape s, bool in_shared, int* flag) {
   extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
   acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3L], as one row of bin_grad
   const int64_t row_bins = 3 * s.heads * s.num_bins;
@@ -148,9 +150,10 @@ __global__ void __launch_bounds__(kThreads)
       int64_t bin[3];
       bool valid[3];
 #pragma unroll
-      for (int a = 0; a < 3; ++a) {  // a bin outside [0, L) (flagged by the forward) adds nothing
+      for (int a = 0; a < 3; ++a) {  // a bin outside [0, L) adds nothing
         const int64_t l = static_cast<int64_t>(rel_row[3 * j + a]);
         valid[a] = l >= 0 && l < s.num_bins;
+        if (!valid[a] && flag != nullptr) *flag = 1;
         bin[a] = a * s.num_bins + (valid[a] ? l : 0);
       }
       for (int64_t h = 0; h < s.heads; ++h) {
@@ -199,7 +202,7 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
 }
 
 void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
-                               at::Tensor& grad_attn) {
+                               at::Tensor& grad_attn, int* flag) {
   const at::cuda::CUDAGuard guard(grad_attn.device());
   const Shape s = shape_of(grad_attn, bin_grad);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -212,7 +215,7 @@ void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel
       rpe_gather_kernel<scalar_t, acc_t, index_t>
           <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
               bin_grad.data_ptr<acc_t>(), rel_idx.data_ptr<index_t>(),
-              grad_attn.data_ptr<scalar_t>(), s, in_shared);
+              grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });

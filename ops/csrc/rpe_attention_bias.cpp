@@ -1,0 +1,36 @@
+// Dispatcher of `rpe_attention_bias`, the logit bias of MAFT's contextual
+// relative position encoding:
+//   out[b,h,i,j] = sum_a bins[b,h,i,a*L + rel_idx[b,i,j,a]],
+// bins being the query (or key) features projected on the RPE table. Its two
+// directions are the sparse steps of `rpe_attention_value` with the roles
+// swapped: the forward is that op's gather, the gradient of bins is its
+// histogram of grad_out. Nothing here raises on user input (see
+// rpe_attention_value.cpp); a rel_idx outside [0, L) sets *flag.
+#include <ATen/OpMathType.h>
+
+#include "device_registry.h"
+
+void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                  at::Tensor& hist, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag);
+
+// bins [B, H, N, 3L], rel_idx [B, N, M, 3] -> out [B, H, N, M] of bins' dtype.
+at::Tensor rpe_attention_bias_forward(const at::Tensor& bins, const at::Tensor& rel_idx,
+                                      at::Tensor flag) {
+  at::Tensor out = at::empty({bins.size(0), bins.size(1), bins.size(2), rel_idx.size(2)},
+                             bins.options());
+  rpe_attention_gather_impl(bins.to(at::toOpMathType(bins.scalar_type())).contiguous(),
+                            rel_idx.contiguous(), out, flag.data_ptr<int>());
+  return out;
+}
+
+// grad_out [B, H, N, M] -> grad_bins [B, H, N, 3 * num_bins] of grad_out's dtype.
+at::Tensor rpe_attention_bias_backward(const at::Tensor& grad_out, const at::Tensor& rel_idx,
+                                       int64_t num_bins) {
+  at::Tensor grad_bins =
+      at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), 3 * num_bins},
+                grad_out.options().dtype(at::toOpMathType(grad_out.scalar_type())));
+  rpe_attention_histogram_impl(grad_out.contiguous(), rel_idx.contiguous(), grad_bins, nullptr);
+  return grad_bins.to(grad_out.scalar_type());
+}
