@@ -7,8 +7,9 @@ voxelized at 2 cm; voxel_pool of C = 32 features into those voxels; the RPE
 value term for 1 scene x 8 heads x 400 queries x 2,000 superpoints x 32 dims,
 L = 48, with the bins of query centres and superpoints in that room (the decoder's
 case, where most superpoints of a row share a few bins) and with uniform random
-bins. Each line gives the median time of both in one run (after warm-up,
-with torch.cuda.synchronize on CUDA) and their ratio. Peak memory is the
+bins; and the logit bias of the same layer (rpe_attention_bias) on the room's
+bins. Each line gives the median time of both in one run (after warm-up, with
+torch.cuda.synchronize on CUDA) and their ratio. Peak memory is the
 largest allocation above what was allocated before the call
 (torch.cuda.max_memory_allocated); it is not measured on the CPU, where torch
 has no allocator statistics.
@@ -23,6 +24,7 @@ import torch
 
 from ikne_plugin.models.layers.contextual_rpe import relative_position_bins
 from ikne_plugin.ops import ext_loader
+from ikne_plugin.ops.rpe_attention_bias import rpe_attention_bias, rpe_attention_bias_reference
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
@@ -144,6 +146,16 @@ def bench_rpe(device, generator):
              forward_backward(lambda a, t, rel_idx=rel_idx: rpe_attention_value_reference(a, rel_idx, t),
                               attn, table)),
         ]
+    # the query bias of the same layer: the queries projected on the RPE table, [1, H, Nq, 3L]
+    q_bins = torch.randn(1, heads, queries, 3 * bins, generator=generator).to(device)
+    rel_idx = room_rel_idx(queries, keys, bins, generator).to(device)
+    label = f'rpe_attention_bias {heads}h x {queries}q x {keys}s L={bins}, room bins'
+    cases += [
+        (label + ' fwd', lambda: rpe_attention_bias(q_bins, rel_idx),
+         lambda: rpe_attention_bias_reference(q_bins, rel_idx)),
+        (label + ' fwd+bwd', forward_backward(lambda v: rpe_attention_bias(v, rel_idx), q_bins),
+         forward_backward(lambda v: rpe_attention_bias_reference(v, rel_idx), q_bins)),
+    ]
     return cases
 
 
