@@ -1,6 +1,6 @@
 """Instance losses of the IKNE heads: matched set losses on every layer (transformer) or the one
 kernel layer (kernel head), + IKA/ISG."""
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -8,26 +8,35 @@ from mmdet3d.registry import MODELS
 from torch import nn
 
 from .instance_similarity import assign_by_mask_iou
-from .mask_iou import pairwise_mask_iou
 
 
-def _dice_loss(mask_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over masks of 1 - (2 |p t| + 1) / (|p| + |t| + 1), p = sigmoid (MAFT's +1 smoothing)."""
+def _dice_terms(mask_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per mask, 1 - (2 |p t| + 1) / (|p| + |t| + 1), p = sigmoid (MAFT's +1 smoothing)."""
     prob = mask_logits.sigmoid()
     numerator = 2 * (prob * targets).sum(-1)
     denominator = prob.sum(-1) + targets.sum(-1)
-    return (1 - (numerator + 1) / (denominator + 1)).mean()
+    return 1 - (numerator + 1) / (denominator + 1)
 
 
-def _box_loss(boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
-    """Mean over boxes of L1 (summed over the 6 coordinates) + 1 - IoU, axis-aligned boxes
-    given as (min xyz, max xyz)."""
+def _box_terms(boxes: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
+    """Per box, L1 (summed over the 6 coordinates) + 1 - IoU, axis-aligned boxes given as
+    (min xyz, max xyz)."""
     inter = (torch.minimum(boxes[:, 3:], gt_boxes[:, 3:]) -
              torch.maximum(boxes[:, :3], gt_boxes[:, :3])).clamp_min(0).prod(-1)
     volume = (boxes[:, 3:] - boxes[:, :3]).clamp_min(0).prod(-1)
     gt_volume = (gt_boxes[:, 3:] - gt_boxes[:, :3]).prod(-1)
     iou = inter / (volume + gt_volume - inter).clamp_min(1e-12)
-    return ((boxes - gt_boxes).abs().sum(-1) + 1 - iou).mean()
+    return (boxes - gt_boxes).abs().sum(-1) + 1 - iou
+
+
+@torch.no_grad()
+def _rowwise_mask_iou(mask_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """IoU of each binarised predicted mask with its own target: the diagonal of
+    ``pairwise_mask_iou`` without the off-diagonal products."""
+    pred = (mask_logits >= 0).to(mask_logits.dtype)
+    gt = (targets > 0.5).to(mask_logits.dtype)
+    inter = (pred * gt).sum(-1)
+    return inter / (pred.sum(-1) + gt.sum(-1) - inter).clamp_min(1)
 
 
 def _float32(preds):
@@ -94,51 +103,98 @@ class IKNECriterion(nn.Module):
         # new_full and cat, not an item assignment, which copies the scalar to the device and waits
         return torch.cat([like.new_ones(self.num_classes), like.new_full((1, ), self.no_object_weight)])
 
-    def layer_loss(self, layer: Dict, matches: Sequence, gts: Sequence, average_dice: bool = True
-                   ) -> Dict[str, torch.Tensor]:
-        """Weighted losses of one layer's predictions (see the class docstring)."""
-        cls_logits, centers = layer['cls_logits'], layer['centers']
-        batch_size = cls_logits.shape[0]
-        tgt_class = torch.full(cls_logits.shape[:2], self.num_classes, dtype=torch.long, device=cls_logits.device)
-        matched_centers, gt_centers, matched_boxes, gt_boxes = [], [], [], []
-        # Zeros that keep every prediction in the graph (scenes without GT instances).
-        mask_bce = mask_dice = sum(m.sum() for m in layer['mask_logits']) * 0
-        score_loss = layer['scores'].sum() * 0
-        for b, (gt, (query_idx, gt_idx)) in enumerate(zip(gts, matches)):
-            if len(query_idx) == 0:
-                continue
-            tgt_class[b, query_idx] = gt.labels_3d[gt_idx]
-            matched_centers.append(centers[b, query_idx])
-            gt_centers.append(gt.centers[gt_idx].to(centers.dtype))
-            if 'boxes' in layer:
-                matched_boxes.append(layer['boxes'][b, query_idx])
-                gt_boxes.append(gt.boxes[gt_idx].to(centers.dtype))
-            pred_masks = layer['mask_logits'][b][query_idx]
-            tgt_masks = gt.sp_masks[gt_idx].to(pred_masks.dtype)
-            mask_bce = mask_bce + F.binary_cross_entropy_with_logits(pred_masks, tgt_masks)
-            mask_dice = mask_dice + _dice_loss(pred_masks, tgt_masks)
-            iou = pairwise_mask_iou(pred_masks, tgt_masks).diagonal()
-            # MSE over the matches with IoU > thr (0 if none), written without a host sync.
+    def set_losses(self, layers: Sequence[Dict], matches: Sequence, gts: Sequence) -> List[Dict[str, torch.Tensor]]:
+        """Weighted matched losses of every layer (see the class docstring), computed for all
+        layers at once: the matches of all (layer, scene) pairs form one table, the class, centre
+        and box terms take one pass over it, the mask terms one pass per scene (the scenes have
+        different superpoint counts), and per-(layer, scene) sums come from ``index_add``. So
+        the launches do not grow with the number of layers, and nothing waits for the GPU."""
+        num_layers, (batch_size, num_queries) = len(layers), layers[0]['cls_logits'].shape[:2]
+        device = layers[0]['cls_logits'].device
+        # The match table, scene-major: per scene, the matches of layer 0, 1, ...; key = layer * B + scene.
+        keys, counts = [], []  # host: the (layer, scene) key of each block and its length
+        for b in range(batch_size):
+            for i in range(num_layers):
+                keys.append(i * batch_size + b)
+                counts.append(len(matches[i][b][0]))
+        query = torch.cat([matches[i][b][0] for b in range(batch_size) for i in range(num_layers)]).to(device)
+        gt_idx = torch.cat([matches[i][b][1] for b in range(batch_size) for i in range(num_layers)]).to(device)
+        key = torch.repeat_interleave(torch.tensor(keys).to(device, non_blocking=True),
+                                      torch.tensor(counts).to(device, non_blocking=True), output_size=sum(counts))
+        scene = key % batch_size
+        row = key * num_queries + query  # into [L, B, Q] flattened
+        gt_offset = torch.tensor([0] + [len(gt.labels_3d) for gt in gts[:-1]]).cumsum(0)
+        gt_global = gt_idx + gt_offset.to(device, non_blocking=True)[scene]
+        gt_labels = torch.cat([gt.labels_3d for gt in gts])
+        dtype = layers[0]['centers'].dtype
+        gt_centers = torch.cat([gt.centers for gt in gts]).to(dtype)
+
+        cls_logits = torch.stack([layer['cls_logits'] for layer in layers])  # [L, B, Q, C+1]
+        centers = torch.stack([layer['centers'] for layer in layers])  # [L, B, Q, 3]
+        scores = torch.stack([layer['scores'][..., 0] for layer in layers])  # [L, B, Q]
+        boxes = torch.stack([layer['boxes'] for layer in layers]) if 'boxes' in layers[0] else None
+        # 0 x every prediction: keeps each one in the graph (scenes without GT instances)
+        keep_graph = (scores.sum() + centers.sum() + (boxes.sum() if boxes is not None else 0) +
+                      sum(m.sum() for layer in layers for m in layer['mask_logits'])) * 0
+
+        # class: weighted CE over all queries, per layer
+        tgt_class = torch.full((num_layers * batch_size * num_queries, ), self.num_classes, dtype=torch.long,
+                               device=device).index_put((row, ), gt_labels[gt_global])
+        weights = self.class_weights(cls_logits)
+        ce = F.cross_entropy(cls_logits.flatten(0, 2), tgt_class, weights, reduction='none')
+        loss_cls = ce.view(num_layers, -1).sum(-1) / weights[tgt_class].view(num_layers, -1).sum(-1)
+
+        # centre (and box): L1 over the matches of the batch, per layer
+        layer_of = key // batch_size
+        per_layer = torch.tensor([sum(c for k, c in zip(keys, counts) if k // batch_size == i)
+                                  for i in range(num_layers)]).to(device, non_blocking=True)
+
+        def layer_mean(values):
+            return centers.new_zeros(num_layers).index_add(0, layer_of, values) / per_layer.clamp_min(1)
+
+        loss_center = layer_mean((centers.view(-1, 3)[row] - gt_centers[gt_global]).abs().sum(-1)) + keep_graph
+        loss_box = None
+        if boxes is not None:
+            gt_boxes = torch.cat([gt.boxes for gt in gts]).to(dtype)[gt_global]
+            loss_box = layer_mean(_box_terms(boxes.view(-1, 6)[row], gt_boxes)) + keep_graph
+
+        # masks, per scene over all its layers' matches: per-match BCE, Dice, IoU -> score error
+        per_match = []  # (bce, dice, squared score error x kept, kept) per match, scene-major
+        start = 0
+        for b, gt in enumerate(gts):
+            end = start + sum(counts[b * num_layers:(b + 1) * num_layers])
+            masks = torch.stack([layer['mask_logits'][b] for layer in layers]).flatten(0, 1)  # [L * Q, S_b]
+            pred = masks[(layer_of[start:end]) * num_queries + query[start:end]]
+            tgt = gt.sp_masks[gt_idx[start:end]].to(pred.dtype)
+            iou = _rowwise_mask_iou(pred, tgt)
             keep = (iou > self.score_iou_thr).to(iou.dtype)
-            sq_err = (layer['scores'][b, query_idx, 0] - iou) ** 2
-            score_loss = score_loss + (sq_err * keep).sum() / keep.sum().clamp_min(1)
-        loss_cls = F.cross_entropy(cls_logits.flatten(0, 1), tgt_class.flatten(), self.class_weights(cls_logits))
-        if matched_centers:
-            loss_center = (torch.cat(matched_centers) - torch.cat(gt_centers)).abs().sum(-1).mean()
-        else:
-            loss_center = centers.sum() * 0
-        losses = {}
-        if 'boxes' in layer:
-            loss_box = _box_loss(torch.cat(matched_boxes), torch.cat(gt_boxes)) if matched_boxes else \
-                layer['boxes'].sum() * 0
-            losses['loss_box'] = self.box_weight * loss_box
-        return dict(
-            losses,
-            loss_cls=self.cls_weight * loss_cls,
-            loss_mask_bce=self.mask_bce_weight * mask_bce / batch_size,
-            loss_mask_dice=self.mask_dice_weight * (mask_dice / batch_size if average_dice else mask_dice),
-            loss_center=self.center_weight * loss_center,
-            loss_score=self.score_weight * score_loss / batch_size)
+            sq_err = (scores.view(-1)[row[start:end]] - iou) ** 2
+            per_match.append(torch.stack([
+                F.binary_cross_entropy_with_logits(pred, tgt, reduction='none').mean(-1),
+                _dice_terms(pred, tgt), sq_err * keep, keep], -1))
+            start = end
+        sums = centers.new_zeros(num_layers * batch_size, 4).index_add(0, key, torch.cat(per_match))
+        scene_counts = torch.zeros(num_layers * batch_size, dtype=torch.long)
+        scene_counts[keys] = torch.tensor(counts)
+        scene_counts = scene_counts.to(device, non_blocking=True).view(num_layers, batch_size)
+        sums = sums.view(num_layers, batch_size, 4)
+        # per (layer, scene): mean over its matches (0 without any); then summed over the scenes
+        mask_bce = (sums[..., 0] / scene_counts.clamp_min(1)).sum(-1) + keep_graph
+        mask_dice = (sums[..., 1] / scene_counts.clamp_min(1)).sum(-1) + keep_graph
+        score_loss = (sums[..., 2] / sums[..., 3].clamp_min(1)).sum(-1) + keep_graph
+
+        out = []
+        for i in range(num_layers):
+            average_dice = self.average_last_dice or i != num_layers - 1
+            losses = dict(loss_box=self.box_weight * loss_box[i]) if loss_box is not None else {}
+            out.append(dict(
+                losses,
+                loss_cls=self.cls_weight * loss_cls[i],
+                loss_mask_bce=self.mask_bce_weight * mask_bce[i] / batch_size,
+                loss_mask_dice=self.mask_dice_weight * (mask_dice[i] / batch_size if average_dice else mask_dice[i]),
+                loss_center=self.center_weight * loss_center[i],
+                loss_score=self.score_weight * score_loss[i] / batch_size))
+        return out
 
     def forward(self, preds: Dict, gts: Sequence) -> Dict[str, torch.Tensor]:
         """All weighted losses.
@@ -165,9 +221,7 @@ class IKNECriterion(nn.Module):
         matches = self.matcher(layers, gts)
         losses = {}
         last = len(layers) - 1
-        for i, (layer, layer_matches) in enumerate(zip(layers, matches)):
-            layer_losses = self.layer_loss(layer, layer_matches, gts,
-                                           average_dice=self.average_last_dice or i != last)
+        for i, layer_losses in enumerate(self.set_losses(layers, matches, gts)):
             prefix = '' if i == last else f'd{i}.'
             losses.update({prefix + k: v for k, v in layer_losses.items()})
         if self.ika_loss is not None or self.isg_loss is not None:
