@@ -13,7 +13,7 @@ def fresh_flags(monkeypatch):
 
 def test_flag_set_after_a_call_raises_at_the_next_call_once():
     feats, p2v = torch.rand(5, 2), torch.tensor([0, 1, 1, 2, 0])
-    flag = range_flags.op_flag('some_op', 'idx has values outside [0, n)')
+    flag = range_flags.op_flag('some_op', 'idx has values outside [0, n)', torch.device('cpu'))
     range_flags.raise_flagged(wait=True)  # nothing flagged: no error
     flag[0] = 1  # what a CUDA kernel of an earlier call writes into host memory
     with pytest.raises(ValueError, match=r'some_op: idx has values outside \[0, n\), in a CUDA call '

@@ -22,14 +22,15 @@ SYNC_ENV = 'IKNE_SYNC_RANGE_CHECKS'
 _flags = {}  # op name -> [host int32 flag [1], what a set flag means]
 
 
-def op_flag(op, meaning):
-    """The flag of ``op`` (zeroed at its first use), for its kernels to set; first raises
-    any range error that earlier CUDA calls flagged (without waiting for the GPU)."""
+def op_flag(op, meaning, device):
+    """The flag of ``op`` (zeroed at its first use) for its kernels on ``device`` to set: in
+    pinned memory for CUDA (pinning initialises CUDA, which a CPU-only process, such as a
+    forked data-loader worker, must not do). First raises any range error that earlier CUDA
+    calls flagged (without waiting for the GPU)."""
     raise_flagged()
     entry = _flags.get(op)
-    if entry is None:
-        flag = torch.zeros(1, dtype=torch.int32, pin_memory=torch.cuda.is_available())
-        entry = _flags[op] = [flag, meaning]
+    if entry is None or (device.type == 'cuda' and not entry[0].is_pinned()):
+        entry = _flags[op] = [torch.zeros(1, dtype=torch.int32, pin_memory=device.type == 'cuda'), meaning]
     return entry[0]
 
 

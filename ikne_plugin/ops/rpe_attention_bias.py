@@ -57,7 +57,7 @@ def _check_args(bins, rel_idx):
 
 def _forward(ext, bins, rel_idx):
     """The extension's forward; a rel_idx outside [0, L) is raised as ``range_flags`` says."""
-    flag = op_flag('rpe_attention_bias', 'rel_idx has values outside [0, L)')
+    flag = op_flag('rpe_attention_bias', 'rel_idx has values outside [0, L)', bins.device)
     out = ext.rpe_attention_bias_forward(bins, rel_idx, flag)
     check_call('rpe_attention_bias', bins.device, ('rel_idx', rel_idx, 0, bins.shape[3] // 3))
     return out

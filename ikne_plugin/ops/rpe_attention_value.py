@@ -57,7 +57,7 @@ def _check_args(attn, rel_idx, table):
 def _forward(ext, attn, rel_idx, table, save_hist):
     """(out, hist or None) of the extension's forward; a rel_idx outside [0, L) is raised
     as ``range_flags`` says."""
-    flag = op_flag('rpe_attention_value', 'rel_idx has values outside [0, L)')
+    flag = op_flag('rpe_attention_value', 'rel_idx has values outside [0, L)', attn.device)
     out, hist = ext.rpe_attention_value_forward(attn, rel_idx, table, save_hist, flag)
     check_call('rpe_attention_value', attn.device, ('rel_idx', rel_idx, 0, table.shape[1]))
     return out, hist

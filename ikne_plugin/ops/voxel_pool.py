@@ -42,7 +42,7 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
 def _pool(ext, feats, p2v, num_voxels, use_max):
     """(out, aux) of the extension's forward; a p2v outside [0, num_voxels) is raised as
     ``range_flags`` says."""
-    flag = op_flag('voxel_pool', 'p2v has values outside [0, num_voxels)')
+    flag = op_flag('voxel_pool', 'p2v has values outside [0, num_voxels)', feats.device)
     out, aux = ext.voxel_pool_forward(feats, p2v, num_voxels, use_max, flag)
     check_call('voxel_pool', feats.device, ('p2v', p2v, 0, num_voxels))
     return out, aux
