@@ -117,6 +117,23 @@ def test_isg_gradient_with_repeated_singular_values():
     assert torch.isfinite(rank2.grad).all() and rank2.grad.abs().sum() > 0
 
 
+def test_isg_batched_over_scenes_equals_scene_by_scene():
+    """Scenes of one shape share one batched eigendecomposition: same loss and gradients as
+    scene by scene (scenes of different shapes), the batched projector's gradient checked too."""
+    g = torch.Generator().manual_seed(5)
+    feats = [torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3)]
+    assignments = [torch.tensor([0, 0, 1, -1, 1, 2]), torch.tensor([-1] * 6), torch.tensor([0, 1, 2, 3, 4, 5])]
+    isg = MODELS.build(dict(type='ISGLoss', rank=2, loss_weight=1.0))
+    batched = isg(feats, assignments)
+    alone = sum(isg([f], [a]) for f, a in zip(feats, assignments))
+    torch.testing.assert_close(batched, alone)
+    grads = [torch.autograd.grad(v, feats) for v in (batched, alone)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b)
+    stacked = torch.stack(feats).detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: truncated_svd_reconstruction(x, 2), (stacked, ))
+
+
 def test_options_and_inputs_are_checked():
     with pytest.raises(ValueError, match='target'):
         MODELS.build(dict(type='IKALoss', target='diagonal'))

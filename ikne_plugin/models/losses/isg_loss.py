@@ -1,5 +1,5 @@
 """ISG, instance structure guidance: supervise F~ F^T, F~ a low-rank (truncated SVD) reconstruction of F."""
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from mmdet3d.registry import MODELS
@@ -8,7 +8,8 @@ from .instance_similarity import InstanceSimilarityLoss
 
 
 class _TopEigenProjector(torch.autograd.Function):
-    """Projector onto the top-``rank`` eigenvectors of a symmetric PSD matrix G.
+    """Projector onto the top-``rank`` eigenvectors of a symmetric PSD matrix G (or of each
+    matrix of a batch [..., D, D]).
 
     ``torch.linalg.eigh``/``svd`` backward divides by every eigenvalue gap, so it is
     infinite (NaN) as soon as two singular values repeat, e.g. for a rank-deficient F,
@@ -24,39 +25,41 @@ class _TopEigenProjector(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gram: torch.Tensor, rank: int) -> torch.Tensor:
         evals, evecs = torch.linalg.eigh(gram.double())  # ascending
-        kept = evecs[:, -rank:]
+        kept = evecs[..., -rank:]
         ctx.save_for_backward(evals, evecs)
         ctx.rank = rank
-        return (kept @ kept.T).to(gram.dtype)
+        return (kept @ kept.mT).to(gram.dtype)
 
     @staticmethod
     def backward(ctx, grad_proj: torch.Tensor):
         evals, evecs = ctx.saved_tensors
-        n = evals.shape[0]
+        n = evals.shape[-1]
         kept = torch.zeros(n, dtype=torch.bool, device=evals.device)
         kept[n - ctx.rank:] = True
-        gap = evals[:, None] - evals[None, :]
+        gap = evals[..., :, None] - evals[..., None, :]
         across = kept[:, None] ^ kept[None, :]
-        usable = across & (gap.abs() > 1e-10 * evals.abs().max().clamp_min(1e-300))
+        scale = evals.abs().amax(-1, keepdim=True)[..., None].clamp_min(1e-300)
+        usable = across & (gap.abs() > 1e-10 * scale)
         # 1 / (l_kept - l_dropped), symmetric: |gap| since kept eigenvalues are the larger ones
         # (where() rather than boolean indexing, which waits for the GPU to count the selection).
         inv_gap = torch.where(usable, 1.0 / gap.abs(), 0.0)
         g = grad_proj.double()
-        g = (g + g.T) / 2
-        grad_gram = evecs @ (inv_gap * (evecs.T @ g @ evecs)) @ evecs.T
+        g = (g + g.mT) / 2
+        grad_gram = evecs @ (inv_gap * (evecs.mT @ g @ evecs)) @ evecs.mT
         return grad_gram.to(grad_proj.dtype), None
 
 
 def truncated_svd_reconstruction(features: torch.Tensor, rank: int) -> torch.Tensor:
-    """Rank-``rank`` truncated SVD reconstruction ``U_r S_r V_r^T`` of features [N, D].
+    """Rank-``rank`` truncated SVD reconstruction ``U_r S_r V_r^T`` of features [N, D] (or of
+    each [N, D] of a batch [..., N, D]).
 
     Written as ``F P`` with P the projector onto the top right singular vectors (the
     top eigenvectors of F^T F), whose gradient stays finite for repeated singular
     values; see :class:`_TopEigenProjector`. A rank >= D returns F unchanged.
     """
-    if rank >= features.shape[1]:
+    if rank >= features.shape[-1]:
         return features
-    return features @ _TopEigenProjector.apply(features.T @ features, rank)
+    return features @ _TopEigenProjector.apply(features.mT @ features, rank)
 
 
 @MODELS.register_module()
@@ -78,6 +81,15 @@ class ISGLoss(InstanceSimilarityLoss):
         if rank < 1:
             raise ValueError(f'rank must be >= 1, got {rank}')
         self.rank = rank
+
+    def forward(self, features: Sequence[torch.Tensor], assignments: Optional[Sequence[torch.Tensor]] = None,
+                low_rank: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
+        """See :class:`InstanceSimilarityLoss`; ``low_rank``: per scene F~, else the truncated SVD,
+        batched over the scenes when their features have one shape (one eigendecomposition call:
+        ``eigh`` waits for the GPU once per call)."""
+        if low_rank is None and len({tuple(f.shape) for f in features}) == 1:
+            low_rank = truncated_svd_reconstruction(torch.stack(list(features)), self.rank).unbind(0)
+        return super().forward(features, assignments, **({} if low_rank is None else dict(low_rank=low_rank)))
 
     def similarity(self, features: torch.Tensor, low_rank: Optional[torch.Tensor] = None) -> torch.Tensor:
         """F~ F^T; F~ = ``low_rank`` where the head computed it (the kernel head runs the truncated
