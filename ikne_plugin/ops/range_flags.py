@@ -1,7 +1,7 @@
 """Index ranges that only the data can break, checked by the kernels themselves.
 
 A kernel skips an index outside its op's range and sets the op's flag: one int32 in host
-memory (pinned where CUDA is present, so CUDA kernels write it directly), raised here as a
+memory (pinned for CUDA calls, so CUDA kernels write it directly), raised here as a
 ValueError. CPU kernels have finished when they return, so their flag is read at once and the
 error names the offending values. Waiting for each CUDA kernel to read its flag would stall
 the host at every call (about ten times a training step) and keep it from queueing work ahead
