@@ -32,8 +32,13 @@ class DecoderGraph:
             decode(*self.inputs)
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool), precision:
-            self.outputs = decode(*self.inputs)
+        try:
+            with torch.cuda.graph(self.graph, pool=pool), precision:
+                self.outputs = decode(*self.inputs)
+        except RuntimeError as error:
+            raise RuntimeError(f'capturing the decoder as a CUDA graph failed ({error}); set '
+                               'model.head.cuda_graph=False (e.g. --cfg-options '
+                               'model.head.cuda_graph=False) to run it eagerly') from error
 
     def __call__(self, *inputs):
         for mine, given in zip(self.inputs, inputs):
