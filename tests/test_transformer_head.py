@@ -81,7 +81,7 @@ def test_relative_position_bins_match_the_definition():
     g = torch.Generator().manual_seed(0)
     q, k = torch.rand(2, 3, 3, generator=g) * 4 - 2, torch.rand(2, 5, 3, generator=g) * 4 - 2
     idx = relative_position_bins(q, k, num_bins=8, bin_size=0.25)
-    assert idx.shape == (2, 3, 5, 3) and idx.dtype == torch.long
+    assert idx.shape == (2, 3, 5, 3) and idx.dtype == torch.int32
     for b in range(2):
         for i in range(3):
             for j in range(5):

@@ -24,14 +24,16 @@ def relative_position_bins(query_xyz: torch.Tensor, key_xyz: torch.Tensor, num_b
         bin_size: bin width in metres.
 
     Returns:
-        int64 [B, Q, S, 3] in ``[0, num_bins)``: ``clamp(floor(rel / bin_size),
-        -num_bins/2, num_bins/2 - 1) + num_bins/2``.
+        int32 [B, Q, S, 3] in ``[0, num_bins)``: ``clamp(floor(rel / bin_size),
+        -num_bins/2, num_bins/2 - 1) + num_bins/2``. int32 halves what the RPE ops read and
+        keep for the backward (a [B, Q, S, 3] tensor per layer); clamped before the
+        conversion, so any offset converts exactly.
     """
     half = num_bins // 2
     rel = query_xyz.detach()[:, :, None, :] - key_xyz.detach()[:, None, :, :]
     # torch.div(..., 'floor') as MAFT, not floor(rel * (1 / bin_size)): same bins at the edges.
-    idx = torch.div(rel, bin_size, rounding_mode='floor').long()
-    return idx.clamp_(-half, half - 1).add_(half)
+    idx = torch.div(rel, bin_size, rounding_mode='floor').clamp_(-half, half - 1)
+    return idx.to(torch.int32).add_(half)
 
 
 def query_rpe_bias(q: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) -> torch.Tensor:

@@ -75,7 +75,7 @@ class QueryDecoderLayer(nn.Module):
                 features of the query centres.
             memory: [B, S, C] projected superpoint features; memory_pos: [B, S, C] their
                 Fourier position encoding.
-            rel_idx: int64 [B, Q, S, 3] RPE bins; blocked: bool [B, Q, S] or None.
+            rel_idx: int32/int64 [B, Q, S, 3] RPE bins; blocked: bool [B, Q, S] or None.
 
         Returns:
             [B, Q, C] updated queries.
