@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 import ikne_plugin.models  # noqa: F401  (registers the heads)
+from ikne_plugin.ops import furthest_point_sample
 from ikne_plugin.models.task_modules import matrix_nms
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -146,6 +147,29 @@ def test_candidates_come_from_the_foreground_shifted_by_the_offsets():
     with torch.no_grad():
         head(x, foreground=[torch.arange(200) >= 190])
     assert len(seen['points']) == 200
+
+
+def test_batched_candidate_sampling_equals_each_scene_alone():
+    """One FPS call for scenes of different sizes (padded with copies of each scene's first
+    point) samples exactly each scene's own FPS, duplicates and too few distinct points included;
+    and a batch's outputs equal each scene's alone (eval mode)."""
+    head = small_head().eval()
+    g = torch.Generator().manual_seed(4)
+    few = torch.rand(5, 3, generator=g).repeat(12, 1)  # 60 points, 5 distinct: fewer than 40 samples
+    shifted = [torch.rand(300, 3, generator=g), torch.rand(90, 3, generator=g), few]
+    shifted[1][10:20] = shifted[1][0]  # copies of the first point among the real ones
+    for batched, points in zip(head._candidates(shifted), shifted):
+        assert torch.equal(batched, furthest_point_sample(points[None], 40)[0])
+    sizes = (200, 150)
+    x = dict(pts_feats=[torch.randn(n, 8, generator=g) for n in sizes], pts_xyz=[torch.rand(n, 3, generator=g) for n in sizes],
+             sp_feats=[torch.randn(7, 8, generator=g) for _ in sizes], sp_xyz=[torch.rand(7, 3, generator=g) for _ in sizes])
+    with torch.no_grad():
+        both = head(x)
+        for b in range(2):
+            alone = head({k: [v[b]] for k, v in x.items()})
+            for key in ('cls_logits', 'scores', 'centers', 'boxes'):
+                torch.testing.assert_close(both['layers'][0][key][b], alone['layers'][0][key][0])
+            torch.testing.assert_close(both['layers'][0]['mask_logits'][b], alone['layers'][0]['mask_logits'][0])
 
 
 def test_dynamic_convolution_equals_a_loop_over_instances():

@@ -122,18 +122,24 @@ class IKNEKernelHead(BaseModule):
             raise ValueError('IKNEKernelHead: empty batch')
         isg = self.criterion.isg_loss if self.training and self.criterion is not None else None
         out = dict(semantic_logits=[], offsets=[], point_boxes=[])
-        scenes = []
+        pools = []
         for b, (feats, xyz) in enumerate(zip(x['pts_feats'], x['pts_xyz'])):
             semantic_logits = self.semantic_head(feats)
             offsets = self.offset_head(feats)
-            point_boxes = self.point_box_head(feats)
             out['semantic_logits'].append(semantic_logits)
             out['offsets'].append(offsets)
-            out['point_boxes'].append(point_boxes)
+            out['point_boxes'].append(self.point_box_head(feats))
             fg = (foreground[b] if foreground is not None else
                   ~torch.isin(semantic_logits.argmax(-1), self.background))
-            scenes.append(self._instances(feats, xyz, offsets, point_boxes, fg, x['sp_feats'][b],
-                                          x['sp_xyz'][b], isg))
+            pools.append(self._sampling_pool(xyz, offsets, fg))
+        # instance-aware FPS for the whole batch: candidates among each scene's pool, then instances
+        # among the candidates (all scenes have num_candidates of them: no padding)
+        cand_xyz = [shifted[cand] for (_, shifted), cand in zip(pools, self._candidates([s for _, s in pools]))]
+        instances = furthest_point_sample(torch.stack(cand_xyz), self.num_instances).unbind(0)
+        scenes = [self._instances(feats, point_boxes, pool, shifted, cand, inst, sp_feats, sp_xyz, isg)
+                  for feats, point_boxes, (pool, shifted), cand, inst, sp_feats, sp_xyz in zip(
+                      x['pts_feats'], out['point_boxes'], pools, cand_xyz, instances, x['sp_feats'],
+                      x['sp_xyz'])]
         out['layers'] = [dict(
             {k: torch.stack([s[k] for s in scenes]) for k in ('cls_logits', 'scores', 'centers', 'boxes')},
             mask_logits=[s['mask_logits'] for s in scenes])]
@@ -142,19 +148,32 @@ class IKNEKernelHead(BaseModule):
             out['low_rank_queries'] = torch.stack([s['low_rank_queries'] for s in scenes])
         return out
 
-    def _instances(self, feats, xyz, offsets, point_boxes, fg, sp_feats, sp_xyz, isg) -> Dict:
-        """Sampling, the two aggregators, the instance heads and the dynamic convolution of one scene."""
+    def _sampling_pool(self, xyz, offsets, fg):
+        """(pool, shifted): the scene's points to sample candidates from (its foreground, or all
+        points if fewer than ``num_candidates`` are foreground) and their centre-shifted xyz."""
         if len(xyz) < self.num_candidates:
             raise ValueError(f'IKNEKernelHead: a scene has {len(xyz)} points, fewer than '
                              f'num_candidates={self.num_candidates}')
         pool = fg.nonzero()[:, 0] if int(fg.sum()) >= self.num_candidates else torch.arange(
             len(xyz), device=xyz.device)
-        shifted = (xyz + offsets).detach()[pool]
-        cand = furthest_point_sample(shifted[None], self.num_candidates)[0]
-        cand_xyz = shifted[cand]
+        return pool, (xyz + offsets).detach()[pool]
+
+    def _candidates(self, shifted):
+        """Each scene's ``num_candidates`` farthest points of its ``shifted`` points, one FPS call
+        for the batch (its scenes in parallel on the GPU). Scenes are padded to the longest with
+        copies of their first point, which is the first sample: a copy stays at distance 0 and
+        loses every tie to a real point (ties go to the smallest index), so each scene gets
+        exactly its own FPS."""
+        longest = max(len(points) for points in shifted)
+        padded = torch.stack([torch.cat([points, points[:1].expand(longest - len(points), 3)]) for points in shifted])
+        return furthest_point_sample(padded, self.num_candidates).unbind(0)
+
+    def _instances(self, feats, point_boxes, pool, shifted, cand_xyz, inst, sp_feats, sp_xyz, isg) -> Dict:
+        """The two aggregators, the instance heads and the dynamic convolution of one scene, from
+        its sampling pool, the pool's shifted xyz, the candidates' xyz and the instances (indices
+        into the candidates)."""
         idx1 = self.aggregator1.group(cand_xyz, shifted)
         cand_feats = self.aggregator1(cand_xyz, shifted, torch.cat([feats, point_boxes.detach()], 1)[pool], idx1)
-        inst = furthest_point_sample(cand_xyz[None], self.num_instances)[0]
         inst_xyz = cand_xyz[inst]
         idx2 = self.aggregator2.group(inst_xyz, cand_xyz)
         queries = self.aggregator2(inst_xyz, cand_xyz, cand_feats, idx2)
