@@ -159,8 +159,9 @@ class IKNETransformerHead(BaseModule):
         padded_length = -(-max(lengths) // self.graph_bucket) * self.graph_bucket if graphed else max(lengths)
         feats = torch.stack([nn.functional.pad(f, (0, 0, 0, padded_length - len(f))) for f in sp_feats])
         xyz = torch.stack([nn.functional.pad(c, (0, 0, 0, padded_length - len(c))) for c in sp_xyz])
-        padding = torch.arange(padded_length, device=feats.device)[None] >= torch.as_tensor(
-            lengths, device=feats.device)[:, None]  # [B, S], True = padded
+        # [B, S], True = padded; non_blocking: a copy from pageable memory that does not wait for the GPU
+        padding = torch.arange(padded_length, device=feats.device)[None] >= torch.tensor(lengths).to(
+            feats.device, non_blocking=True)[:, None]
         xyz_min = torch.stack([c.min(0)[0] for c in sp_xyz])[:, None]  # [B, 1, 3]
         xyz_max = torch.stack([c.max(0)[0] for c in sp_xyz])[:, None]
         inputs = (feats, xyz.to(feats.dtype), padding, xyz_min.to(feats.dtype), xyz_max.to(feats.dtype))
