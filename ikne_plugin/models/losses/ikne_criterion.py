@@ -112,15 +112,16 @@ class IKNECriterion(nn.Module):
         num_layers, (batch_size, num_queries) = len(layers), layers[0]['cls_logits'].shape[:2]
         device = layers[0]['cls_logits'].device
         # The match table, scene-major: per scene, the matches of layer 0, 1, ...; key = layer * B + scene.
-        keys, counts = [], []  # host: the (layer, scene) key of each block and its length
-        for b in range(batch_size):
-            for i in range(num_layers):
-                keys.append(i * batch_size + b)
-                counts.append(len(matches[i][b][0]))
+        counts = torch.tensor([[len(matches[i][b][0]) for b in range(batch_size)]
+                               for i in range(num_layers)])  # host [L, B]: matches per (layer, scene)
+        len_per_scene = counts.sum(0).tolist()  # host: each scene's block in the table
+        keys = torch.arange(num_layers * batch_size).view(num_layers, batch_size)
         query = torch.cat([matches[i][b][0] for b in range(batch_size) for i in range(num_layers)]).to(device)
         gt_idx = torch.cat([matches[i][b][1] for b in range(batch_size) for i in range(num_layers)]).to(device)
-        key = torch.repeat_interleave(torch.tensor(keys).to(device, non_blocking=True),
-                                      torch.tensor(counts).to(device, non_blocking=True), output_size=sum(counts))
+        key = torch.repeat_interleave(keys.T.flatten().to(device, non_blocking=True),
+                                      counts.T.flatten().to(device, non_blocking=True),
+                                      output_size=int(counts.sum()))
+        match_counts = counts.to(device, non_blocking=True)
         scene = key % batch_size
         row = key * num_queries + query  # into [L, B, Q] flattened
         gt_offset = torch.tensor([0] + [len(gt.labels_3d) for gt in gts[:-1]]).cumsum(0)
@@ -146,11 +147,9 @@ class IKNECriterion(nn.Module):
 
         # centre (and box): L1 over the matches of the batch, per layer
         layer_of = key // batch_size
-        per_layer = torch.tensor([sum(c for k, c in zip(keys, counts) if k // batch_size == i)
-                                  for i in range(num_layers)]).to(device, non_blocking=True)
 
         def layer_mean(values):
-            return centers.new_zeros(num_layers).index_add(0, layer_of, values) / per_layer.clamp_min(1)
+            return centers.new_zeros(num_layers).index_add(0, layer_of, values) / match_counts.sum(-1).clamp_min(1)
 
         loss_center = layer_mean((centers.view(-1, 3)[row] - gt_centers[gt_global]).abs().sum(-1)) + keep_graph
         loss_box = None
@@ -161,8 +160,8 @@ class IKNECriterion(nn.Module):
         # masks, per scene over all its layers' matches: per-match BCE, Dice, IoU -> score error
         per_match = []  # (bce, dice, squared score error x kept, kept) per match, scene-major
         start = 0
-        for b, gt in enumerate(gts):
-            end = start + sum(counts[b * num_layers:(b + 1) * num_layers])
+        for b, (gt, scene_matches) in enumerate(zip(gts, len_per_scene)):
+            end = start + scene_matches
             masks = torch.stack([layer['mask_logits'][b] for layer in layers]).flatten(0, 1)  # [L * Q, S_b]
             pred = masks[(layer_of[start:end]) * num_queries + query[start:end]]
             tgt = gt.sp_masks[gt_idx[start:end]].to(pred.dtype)
@@ -174,13 +173,10 @@ class IKNECriterion(nn.Module):
                 _dice_terms(pred, tgt), sq_err * keep, keep], -1))
             start = end
         sums = centers.new_zeros(num_layers * batch_size, 4).index_add(0, key, torch.cat(per_match))
-        scene_counts = torch.zeros(num_layers * batch_size, dtype=torch.long)
-        scene_counts[keys] = torch.tensor(counts)
-        scene_counts = scene_counts.to(device, non_blocking=True).view(num_layers, batch_size)
         sums = sums.view(num_layers, batch_size, 4)
         # per (layer, scene): mean over its matches (0 without any); then summed over the scenes
-        mask_bce = (sums[..., 0] / scene_counts.clamp_min(1)).sum(-1) + keep_graph
-        mask_dice = (sums[..., 1] / scene_counts.clamp_min(1)).sum(-1) + keep_graph
+        mask_bce = (sums[..., 0] / match_counts.clamp_min(1)).sum(-1) + keep_graph
+        mask_dice = (sums[..., 1] / match_counts.clamp_min(1)).sum(-1) + keep_graph
         score_loss = (sums[..., 2] / sums[..., 3].clamp_min(1)).sum(-1) + keep_graph
 
         out = []
