@@ -16,9 +16,7 @@ import torch
 from ._checks import INDEX_DTYPES, check_index_range, check_same_device, check_tensor
 from .ext_loader import load_ext
 from .range_flags import check_call, op_flag
-
-CPU_DTYPES = (torch.float32, torch.float64)
-CUDA_DTYPES = CPU_DTYPES + (torch.float16, torch.bfloat16)
+from .rpe_attention_value import CPU_DTYPES, CUDA_DTYPES  # the RPE ops take the same dtypes
 
 
 def rpe_attention_bias(bins, rel_idx):
