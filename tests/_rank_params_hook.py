@@ -1,6 +1,6 @@
 """Test-only hook for tests/test_distributed.py, imported by the training processes through
 the test's config (``custom_imports``): each rank saves its parameters before and after
-training, the scenes it trained on and how it was wrapped, so the test can compare ranks."""
+training, its batch norms' running means, the scenes it trained on and how it was wrapped, so the test can compare ranks."""
 import os
 
 import torch
@@ -10,9 +10,17 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 
+def _model(runner):
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+
 def _params(runner):
-    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
-    return {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
+    return {name: p.detach().cpu().clone() for name, p in _model(runner).named_parameters()}
+
+
+def _norm_stats(runner):
+    """The running means of the model's batch norms (SyncBN makes them agree across ranks)."""
+    return {name: b.cpu().clone() for name, b in _model(runner).named_buffers() if name.endswith('running_mean')}
 
 
 @HOOKS.register_module()
@@ -27,7 +35,8 @@ class SaveRankParamsHook(Hook):
         self.scenes.append([s.sample_idx for s in data_batch['data_samples']])
 
     def after_train(self, runner):
-        torch.save(dict(before=self.before, after=_params(runner), scenes=self.scenes,
+        torch.save(dict(before=self.before, after=_params(runner), norm_stats=_norm_stats(runner),
+                        scenes=self.scenes,
                         world_size=get_world_size(), wrapper=type(runner.model).__name__,
                         sync_bn=any(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())),
                    os.path.join(runner.work_dir, f'rank{get_rank()}.pth'))

@@ -1,7 +1,7 @@
 """Distributed training through tools/dist_train.sh (torchrun, DDP via mmengine's launcher):
 two CPU processes (gloo) end with identical weights after training on different scenes;
 the SyncBN switch converts every norm of the model; on a GPU, NCCL with --amp --sync-bn
-and tools/dist_test.sh."""
+and tools/dist_test.sh; on two GPUs, SyncBN's running statistics agree across the ranks."""
 import os
 import socket
 import subprocess
@@ -67,6 +67,9 @@ def test_two_cpu_processes_end_with_identical_weights(data_root, tmp_path):
     assert all(torch.equal(first[name], second[name]) for name in first)
     changed = [name for name in first if not torch.equal(first[name], ranks[0]['before'][name])]
     assert len(changed) > len(first) // 2  # trained, not only identical
+    # without SyncBN each rank's norms keep the statistics of its own scenes
+    assert not all(torch.equal(a, b) for a, b in zip(ranks[0]['norm_stats'].values(),
+                                                     ranks[1]['norm_stats'].values()))
 
 
 def test_sync_bn_converts_every_norm_of_the_model():
@@ -87,5 +90,23 @@ def test_one_gpu_nccl_amp_sync_bn_then_dist_test(data_root, tmp_path):
     assert 'loss_scaler' in torch.load(work_dir / 'epoch_2.pth', weights_only=False)['optimizer']
     metrics = tmp_path / 'metrics.json'
     run_dist_tool('dist_test.sh', [config, work_dir / 'epoch_2.pth', 1, '--amp', '--work-dir', work_dir,
+                                   '--metrics-json', metrics, *tiny_options(data_root, 2)], tmp_path, True)
+    assert 'all_ap' in metrics.read_text()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs two CUDA GPUs')
+def test_two_gpus_nccl_sync_bn_then_dist_test(data_root, tmp_path):
+    ranks, config, work_dir = dist_train(data_root, tmp_path, 2, '--amp', '--sync-bn', cuda=True)
+    assert [(r['world_size'], r['wrapper'], r['sync_bn']) for r in ranks] == \
+        [(2, 'MMDistributedDataParallel', True)] * 2
+    assert all(a != b for a, b in zip(ranks[0]['scenes'], ranks[1]['scenes']))
+    first, second = ranks[0]['after'], ranks[1]['after']
+    assert all(torch.equal(first[name], second[name]) for name in first)
+    # SyncBN normalises with the statistics of both ranks' scenes, so the running means agree
+    stats = [r['norm_stats'] for r in ranks]
+    assert len(stats[0]) > 10 and stats[0].keys() == stats[1].keys()
+    assert all(torch.equal(stats[0][name], stats[1][name]) for name in stats[0])
+    metrics = tmp_path / 'metrics.json'
+    run_dist_tool('dist_test.sh', [config, work_dir / 'epoch_2.pth', 2, '--amp', '--work-dir', work_dir,
                                    '--metrics-json', metrics, *tiny_options(data_root, 2)], tmp_path, True)
     assert 'all_ap' in metrics.read_text()

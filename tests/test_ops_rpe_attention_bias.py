@@ -83,7 +83,7 @@ def test_cuda_matches_cpu_and_reference(dtype, bins):
     outs = []
     for device in ('cpu', 'cuda'):
         for op in (rpe_attention_bias, rpe_attention_bias_reference):
-            leaf = values.to(device).requires_grad_(True)
+            leaf = values.detach().to(device).requires_grad_(True)
             out = op(leaf, rel_idx.to(device))
             out.backward(grad.to(device))
             outs.append((out.detach().cpu(), leaf.grad.cpu()))

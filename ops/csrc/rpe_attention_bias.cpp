@@ -11,7 +11,8 @@
 #include "device_registry.h"
 
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag);
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag);
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 
@@ -31,6 +32,8 @@ at::Tensor rpe_attention_bias_backward(const at::Tensor& grad_out, const at::Ten
   at::Tensor grad_bins =
       at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), 3 * num_bins},
                 grad_out.options().dtype(at::toOpMathType(grad_out.scalar_type())));
-  rpe_attention_histogram_impl(grad_out.contiguous(), rel_idx.contiguous(), grad_bins, nullptr);
+  at::Tensor no_out;
+  rpe_attention_histogram_impl(grad_out.contiguous(), rel_idx.contiguous(), num_bins, grad_bins,
+                               at::Tensor(), no_out, nullptr);
   return grad_bins.to(grad_out.scalar_type());
 }

@@ -4,11 +4,12 @@
 // It factors through a histogram of the attention over the L bins of each axis,
 //   hist[b,h,i,a,l] = sum_j attn[b,h,i,j] * [rel_idx[b,i,j,a] == l],
 // so that, with table_h = table[:, :, h, :] as [3L, D],
-//   out        = hist @ table_h
+//   out        = hist @ table_h (fused with the histogram: a call without
+//                gradients keeps no histogram)
 //   grad_attn[b,h,i,j] = sum_a bin_grad[b,h,i,a,rel_idx[b,i,j,a]],  bin_grad = grad_out @ table_h^T
 //   grad_table = sum_{b,i} hist^T grad_out.
-// The device kernels do the two sparse steps, the histogram and the gather into
-// grad_attn; the dense products are ATen matmuls here, for every device. hist
+// The device kernels do the histogram with the product and the gather into
+// grad_attn; the backward's dense products are ATen matmuls here. hist
 // is in the op-math dtype (float for half inputs). Nothing here raises on user
 // input: the Python wrapper validates dtypes, shapes and devices and sends
 // empty inputs (any size 0) to the reference; a rel_idx outside [0, L) is
@@ -17,11 +18,16 @@
 
 #include "device_registry.h"
 
-// hist [B, H, Nq, 3L] (any content on entry) = the histogram of attn [B, H, Nq, Ns];
-// a bin outside [0, L) is skipped and sets *flag unless flag is null.
+// The histogram of attn [B, H, Nq, Ns] over the L bins of each axis into hist
+// [B, H, Nq, 3L] (op-math dtype) unless it is undefined, and its product with
+// table [3, L, H, D] into out [B, H, Nq, D] (attn's dtype) unless out is
+// undefined; any content on entry. A bin outside [0, L) is skipped and sets
+// *flag unless flag is null.
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag) {
-  DISPATCH_DEVICE_IMPL(rpe_attention_histogram_impl, attn, rel_idx, hist, flag);
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_histogram_impl, attn, rel_idx, num_bins, hist, table, out,
+                       flag);
 }
 
 // grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] (op-math dtype) gathered at
@@ -47,13 +53,16 @@ std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
                                                     const at::Tensor& table, bool save_hist,
                                                     at::Tensor flag) {
-  const at::ScalarType acc = at::toOpMathType(attn.scalar_type());
-  at::Tensor hist = at::empty({attn.size(0), attn.size(1), attn.size(2), 3 * table.size(1)},
-                              attn.options().dtype(acc));
-  rpe_attention_histogram_impl(attn.contiguous(), rel_idx.contiguous(), hist,
-                               flag.data_ptr<int>());
-  at::Tensor out = at::matmul(hist, table_per_head(table, acc)).to(attn.scalar_type());
-  return {out, save_hist ? hist : at::Tensor()};
+  at::Tensor hist;
+  if (save_hist) {
+    hist = at::empty({attn.size(0), attn.size(1), attn.size(2), 3 * table.size(1)},
+                     attn.options().dtype(at::toOpMathType(attn.scalar_type())));
+  }
+  at::Tensor out = at::empty({attn.size(0), attn.size(1), attn.size(2), table.size(3)},
+                             attn.options());
+  rpe_attention_histogram_impl(attn.contiguous(), rel_idx.contiguous(), table.size(1), hist,
+                               table.contiguous(), out, flag.data_ptr<int>());
+  return {out, hist};
 }
 
 // Returns {grad_attn (undefined unless attn_grad), grad_table (undefined if hist is None)}.

@@ -6,6 +6,7 @@
 # them when the toolkit lacks them. Then every CUDA function cudabind.cpp registers must be
 # defined, with the same signature, by one of the .cu objects.
 #   bash tools/gpu/compile_check.sh [sm_90]
+#   NVCC_EXTRA="-Xptxas -v" bash tools/gpu/compile_check.sh   (also prints registers and spills)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ARCH=${1:-sm_90}
@@ -31,8 +32,9 @@ done
 FLAGS="-std=c++20 -O1 -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -I$WORK/stubs $TORCH_INC -I$PY_INC -Iops/csrc/common"
 for source in ops/csrc/cuda/*.cu; do
   echo "nvcc $source"
-  nvcc -c -arch="$ARCH" --expt-relaxed-constexpr $FLAGS "$source" -o "$WORK/$(basename "$source").o" \
+  nvcc -c -arch="$ARCH" --expt-relaxed-constexpr ${NVCC_EXTRA:-} $FLAGS "$source" -o "$WORK/$(basename "$source").o" \
     > "$WORK/nvcc.log" 2>&1 || { grep -B2 -A6 'error' "$WORK/nvcc.log" | head -60; echo "FAILED: $source"; exit 1; }
+  [ -z "${NVCC_EXTRA:-}" ] || cat "$WORK/nvcc.log"
 done
 echo "g++ ops/csrc/cuda/cudabind.cpp"
 g++ -c $FLAGS -I"$CUDA_INC" ops/csrc/cuda/cudabind.cpp -o "$WORK/cudabind.o"

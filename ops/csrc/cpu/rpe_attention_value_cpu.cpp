@@ -1,7 +1,7 @@
 // CPU `rpe_attention_value` kernels: one task per query row (b, i), which turns
-// its rel_idx row into bin offsets once and owns the H histogram / gradient
-// rows (b, :, i), so neither kernel has write conflicts; each head is then one
-// contiguous pass over its row.
+// its rel_idx row into bin offsets once and owns the H histogram / output /
+// gradient rows (b, :, i), so neither kernel has write conflicts; each head is
+// then one contiguous pass over its row.
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -53,25 +53,41 @@ QueryRows query_rows(const at::Tensor& attn_like, const at::Tensor& hist_like) {
 }
 
 void rpe_attention_histogram_cpu(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                 at::Tensor& hist, int* flag) {
-  const QueryRows q = query_rows(attn, hist);
-  hist.zero_();
+                                 int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                 at::Tensor& out, int* flag) {
+  const QueryRows q{attn.size(1), attn.size(2), attn.size(3), num_bins};
+  const int64_t row_bins = 3 * num_bins, dim = out.defined() ? table.size(3) : 0;
+  if (hist.defined()) hist.zero_();  // rows with a bin outside [0, L) are skipped
+  if (out.defined()) out.zero_();
   bool valid = true;
   AT_DISPATCH_FLOATING_TYPES(attn.scalar_type(), "rpe_attention_histogram_cpu", [&] {
     const scalar_t* a = attn.data_ptr<scalar_t>();
-    scalar_t* hist_data = hist.data_ptr<scalar_t>();
+    scalar_t* hist_data = hist.defined() ? hist.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* t = out.defined() ? table.data_ptr<scalar_t>() : nullptr;
+    scalar_t* out_data = out.defined() ? out.data_ptr<scalar_t>() : nullptr;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_histogram_cpu", [&] {
       valid = for_each_query_row(rel_idx.data_ptr<index_t>(), attn.size(0) * q.queries, q,
                                  [&](int64_t row, const int64_t* offsets) {
+        std::vector<scalar_t> scratch(hist_data == nullptr ? row_bins : 0);
         for (int64_t h = 0; h < q.heads; ++h) {
           const int64_t head_row = q.head_row(row, h);
           const scalar_t* a_row = a + head_row * q.keys;
-          scalar_t* h_row = hist_data + head_row * 3 * q.num_bins;
+          scalar_t* h_row = hist_data != nullptr ? hist_data + head_row * row_bins : scratch.data();
+          std::fill(h_row, h_row + row_bins, scalar_t(0));
           for (int64_t j = 0; j < q.keys; ++j) {
             const int64_t* o = offsets + 3 * j;
             h_row[o[0]] += a_row[j];
             h_row[o[1]] += a_row[j];
             h_row[o[2]] += a_row[j];
+          }
+          if (out_data == nullptr) continue;
+          // out[h] = hist[h] @ table[:, :, h, :], table [3, L, H, D] read as [3L, H, D]
+          scalar_t* o_row = out_data + head_row * dim;
+          for (int64_t k = 0; k < row_bins; ++k) {
+            const scalar_t count = h_row[k];
+            if (count == scalar_t(0)) continue;
+            const scalar_t* t_row = t + (k * q.heads + h) * dim;
+            for (int64_t d = 0; d < dim; ++d) o_row[d] += count * t_row[d];
           }
         }
       });
@@ -107,7 +123,8 @@ void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_
 }  // namespace
 
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag);
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag);
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CPU, rpe_attention_histogram_cpu);

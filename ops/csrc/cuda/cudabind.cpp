@@ -21,11 +21,13 @@ REGISTER_DEVICE_IMPL(voxel_pool_backward_impl, CUDA, voxel_pool_backward_cuda);
 
 // rpe_attention_value
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag);
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag);
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag);
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag);
 void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CUDA, rpe_attention_histogram_cuda);

@@ -1,18 +1,25 @@
 // CUDA kernels of `rpe_attention_value`: the histogram of the attention over
-// the bins, and the gather of the bins' gradient into the attention's (the
-// dense products are matmuls in the dispatcher). A block serves one query row
-// (b, i) for all H heads, with the row's [H, 3, L] bins in shared memory (in
-// global memory when they do not fit: any L works).
-//   histogram: each warp walks a contiguous run of the row's superpoints, 8
-//              a step, its lanes over the (head, axis) pairs, each summing runs
-//              of equal bins in registers, into its own copy of the bins where
-//              they fit (8 copies of 8 heads x 3 x 49 floats: 37.6 KB). Lanes
-//              over superpoints adding into one copy serialised on shared bins:
-//              nearby superpoints share bins, and the end bins collect every
-//              superpoint beyond the range (366 us a decoder layer of a
-//              ScanNet-size scene on an H200, 144 us with one copy). A rel_idx
-//              outside [0, L) is skipped and sets the flag (pinned host memory)
-//              unless it is null.
+// the bins with, fused, its product with the table (the op's output), and the
+// gather of the bins' gradient into the attention's (the backward's dense
+// products are matmuls in the dispatcher). A block serves one query row (b, i)
+// at a time, up to kGroupHeads heads a pass, so the row's bins stay in shared
+// memory (in global memory when they do not fit: any L works).
+//   histogram: the block stages tiles of kTile superpoints (the heads'
+//              attention and the three bins, coalesced, the next tile's loads
+//              in flight while the current one is added), then each warp walks
+//              its slice of the tile with its lanes over the (head, axis)
+//              pairs, each summing runs of equal bins in registers, into the
+//              warp's own copy of the bins where they fit (8 copies of
+//              8 heads x 3 x 49 floats: 37.6 KB). Lanes over superpoints adding
+//              into one copy serialised on shared bins: nearby superpoints
+//              share bins, and the end bins collect every superpoint beyond
+//              the range (366 us a decoder layer of a ScanNet-size scene on an
+//              H200); walking the row from global memory, 8 superpoints a
+//              step, took 131-141 us. The copies are summed into the row's
+//              histogram, written out if asked for, and multiplied with the
+//              table: out[h, :] = hist[h] @ table[:, :, h, :], so an inference
+//              call keeps no histogram. A rel_idx outside [0, L) is skipped
+//              and sets the flag (pinned host memory) unless it is null.
 //   gather:    the row's bins are staged in shared memory; a thread per
 //              superpoint sums its three bins for every head. It skips bins
 //              outside [0, L) and flags them if given a flag (the value op's
@@ -30,6 +37,9 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+constexpr int kMinBlocks = 4;      // per SM: a scene's 400 query rows run in one wave on 132 SMs
+constexpr int kGroupHeads = 8;     // heads of one pass: 3 x 8 (head, axis) lanes of a warp
+constexpr int kTile = kThreads;    // superpoints staged at a time
 constexpr int64_t kSharedBytes = 48 * 1024;  // default per-block limit, no opt-in needed
 
 // Sizes, with rows = B * Nq query rows (b, i). The H rows (b, h, i) of query
@@ -41,88 +51,159 @@ struct Shape {
   }
 };
 
-// Shared bins of one row: [H * 3] segments of L bins, each padded by one so that
-// the segments of one superpoint's lanes start in different banks.
+// Shared bins of one pass: [3 * kGroupHeads] segments of L bins, each padded
+// by one so that the segments of one superpoint's lanes start in different banks.
 struct SharedBins {
   int64_t stride;  // L + 1
   __device__ int64_t at(int64_t segment, int64_t bin) const { return segment * stride + bin; }
 };
 
-// Adds the attention of superpoints [begin, end) of one (head, axis) segment
-// into its bins (shared or global), kBatch superpoints' loads before their
-// adds (the loads of a step would otherwise wait for the last step's add). A
-// run of superpoints in one bin is summed in registers and added once: nearby
-// superpoints share bins, and the end bins hold long runs.
-template <int kBatch, typename scalar_t, typename acc_t, typename index_t>
-__device__ void add_segment(const scalar_t* __restrict__ a_row, const index_t* __restrict__ rel_axis,
-                            int64_t begin, int64_t end, int64_t num_bins, acc_t* bins, int* flag) {
-  bool in_run = false;
-  int64_t run_bin = 0;
+// Adds a warp slice's attention of one (head, axis) segment into its bins: a
+// run of superpoints in one bin is summed in registers and added once (nearby
+// superpoints share bins, and the end bins hold long runs); bin -1 (outside
+// [0, L)) adds nothing.
+template <typename acc_t>
+__device__ void add_slice(const acc_t* __restrict__ weights, const int* __restrict__ bins_of_axis,
+                          int count, acc_t* __restrict__ segment) {
+  int run_bin = -1;
   acc_t run_sum = 0;
-  for (int64_t j0 = begin; j0 < end; j0 += kBatch) {
-    int64_t bin[kBatch];
-    acc_t w[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const bool in = j0 + u < end;
-      bin[u] = in ? static_cast<int64_t>(rel_axis[3 * (j0 + u)]) : 0;
-      w[u] = in ? static_cast<acc_t>(a_row[j0 + u]) : acc_t(0);
+#pragma unroll 4
+  for (int k = 0; k < count; ++k) {
+    const int bin = bins_of_axis[3 * k];
+    const acc_t w = weights[k];
+    if (bin != run_bin) {
+      if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+      run_bin = bin;
+      run_sum = 0;
     }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      if (j0 + u >= end) break;
-      if (in_run && bin[u] == run_bin) {
-        run_sum += w[u];
-        continue;
-      }
-      if (in_run) gpuAtomicAdd(bins + run_bin, run_sum);
-      in_run = bin[u] >= 0 && bin[u] < num_bins;
-      if (!in_run && flag != nullptr) *flag = 1;
-      run_bin = bin[u];
-      run_sum = w[u];
-    }
+    run_sum += w;
   }
-  if (in_run) gpuAtomicAdd(bins + run_bin, run_sum);
+  if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
 }
 
-// copies > 0: the block keeps `copies` copies of the row's bins in shared
-// memory, warp w adding into copy w % copies (with kWarps copies no two warps
-// share a bin); copies == 0: the bins do not fit, and atomics go to hist.
+// One thread's superpoint j0 + threadIdx.x of a tile, held in registers from
+// its load to its store into shared memory (so that a tile's loads are all in
+// flight at once, while the previous tile is added): the attention of up to
+// kGroupHeads heads and the three bins (-1 for a bin outside [0, L), which
+// sets the flag; 0 weight and bin -1 past the last superpoint).
+template <typename acc_t>
+struct TileLoad {
+  acc_t weight[kGroupHeads];
+  int64_t bin[3];
+  bool present;
+
+  template <typename scalar_t, typename index_t>
+  __device__ void load(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_row,
+                       int64_t first, int64_t h0, int group, int64_t j0, const Shape& s) {
+    const int64_t j = j0 + threadIdx.x;
+    present = j < s.keys;
+#pragma unroll
+    for (int g = 0; g < kGroupHeads; ++g) {
+      weight[g] = present && g < group
+                      ? static_cast<acc_t>(attn[(first + (h0 + g) * s.queries) * s.keys + j])
+                      : acc_t(0);
+    }
+#pragma unroll
+    for (int a = 0; a < 3; ++a) bin[a] = present ? static_cast<int64_t>(rel_row[3 * j + a]) : -1;
+  }
+
+  __device__ void store(acc_t* tile_attn, int* tile_bins, int group, int64_t num_bins,
+                        int* flag) const {
+#pragma unroll
+    for (int g = 0; g < kGroupHeads; ++g) {
+      if (g < group) tile_attn[g * (kTile + 1) + threadIdx.x] = weight[g];
+    }
+#pragma unroll
+    for (int a = 0; a < 3; ++a) {
+      const bool valid = bin[a] >= 0 && bin[a] < num_bins;
+      if (present && !valid && flag != nullptr) *flag = 1;
+      tile_bins[3 * threadIdx.x + a] = valid ? static_cast<int>(bin[a]) : -1;
+    }
+  }
+};
+
+// hist (nullable) [B, H, Nq, 3L] = the histogram of attn; out (nullable)
+// [B, H, Nq, D] = hist @ table_h. copies > 0: the block keeps `copies` copies of
+// a pass's bins in shared memory, warp w adding into copy w % copies; copies ==
+// 0: the bins do not fit, and atomics go to hist (zeroed by the caller).
 template <typename scalar_t, typename acc_t, typename index_t>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
     rpe_histogram_kernel(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_idx,
-                         acc_t* __restrict__ hist, Shape s, int copies, int* __restrict__ flag) {
+                         acc_t* __restrict__ hist, const scalar_t* __restrict__ table,
+                         scalar_t* __restrict__ out, int64_t dim, Shape s, int copies,
+                         int* __restrict__ flag) {
   extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
-  acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);
   const SharedBins bins{s.num_bins + 1};
-  const int64_t segments = 3 * s.heads, row_bins = segments * s.num_bins;
-  const int64_t copy_size = segments * bins.stride;
+  const int64_t copy_size = 3 * kGroupHeads * bins.stride;
+  acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);        // [copies][copy_size]
+  acc_t* tile_attn = shared + copies * copy_size;               // [kGroupHeads][kTile + 1]
+  int* tile_bins = reinterpret_cast<int*>(tile_attn + kGroupHeads * (kTile + 1));  // [kTile][3]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t per_warp = (s.keys + kWarps - 1) / kWarps;
-  const int64_t begin = warp * per_warp, end = min(s.keys, begin + per_warp);
+  constexpr int kSlice = kTile / kWarps;
   acc_t* copy = copies > 0 ? shared + (warp % copies) * copy_size : nullptr;
+  const int64_t hist_row = 3 * s.num_bins;
   for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
     const int64_t first = s.first_head_row(row);
     const index_t* rel_row = rel_idx + row * s.keys * 3;
-    if (copies > 0) {
+    for (int64_t h0 = 0; h0 < s.heads; h0 += kGroupHeads) {
+      const int group = static_cast<int>(min(static_cast<int64_t>(kGroupHeads), s.heads - h0));
       for (int64_t k = threadIdx.x; k < copies * copy_size; k += blockDim.x) shared[k] = acc_t(0);
+      // lane p < 3 * group adds segment p = (head h0 + p / 3, axis p % 3)
+      const int p = lane, h = p / 3, a = p % 3;
+      acc_t* target = nullptr;
+      if (p < 3 * group) {
+        target = copies > 0 ? copy + bins.at(p, 0)
+                            : hist + (first + (h0 + h) * s.queries) * hist_row + a * s.num_bins;
+      }
+      // each thread stages one superpoint of a tile (its heads' attention and its three
+      // bins), loading the next tile while the warps add the current one
+      TileLoad<acc_t> next;
+      next.load(attn, rel_row, first, h0, group, 0, s);
+      for (int64_t j0 = 0; j0 < s.keys; j0 += kTile) {
+        next.store(tile_attn, tile_bins, group, s.num_bins, flag);
+        const int n = static_cast<int>(min(static_cast<int64_t>(kTile), s.keys - j0));
+        __syncthreads();
+        if (j0 + kTile < s.keys) next.load(attn, rel_row, first, h0, group, j0 + kTile, s);
+        const int begin = warp * kSlice, count = min(kSlice, n - begin);
+        if (target != nullptr && count > 0) {
+          add_slice(tile_attn + h * (kTile + 1) + begin, tile_bins + 3 * begin + a, count, target);
+        }
+        __syncthreads();
+      }
+      // the pass's histogram: copies summed into copy 0, then out = hist @ table_h
+      const acc_t* row_hist = shared;  // [segment][L + 1] when copies > 0
+      if (copies > 0) {  // (then the pass's bins fit in shared memory: int indices)
+        const int num_bins = static_cast<int>(s.num_bins);
+        for (int k = threadIdx.x; k < 3 * group * num_bins; k += blockDim.x) {
+          const int segment = k / num_bins, bin = k - segment * num_bins;
+          const int64_t at = bins.at(segment, bin);
+          acc_t sum = shared[at];
+          for (int c = 1; c < copies; ++c) sum += shared[c * copy_size + at];
+          shared[at] = sum;
+          if (hist != nullptr) {
+            hist[(first + (h0 + segment / 3) * s.queries) * hist_row + (segment % 3) * num_bins + bin] = sum;
+          }
+        }
+      }
       __syncthreads();
-    }
-    for (int64_t p = lane; p < segments; p += 32) {  // segment p = (head p / 3, axis p % 3)
-      const int64_t h = p / 3, a = p % 3;
-      acc_t* target = copies > 0 ? copy + bins.at(p, 0)
-                                 : hist + (first + h * s.queries) * 3 * s.num_bins + a * s.num_bins;
-      add_segment<8>(attn + (first + h * s.queries) * s.keys, rel_row + a, begin, end, s.num_bins,
-                     target, flag);
-    }
-    if (copies > 0) {
-      __syncthreads();
-      for (int64_t k = threadIdx.x; k < row_bins; k += blockDim.x) {
-        const int64_t h = k / (3 * s.num_bins), r = k % (3 * s.num_bins);
-        const int64_t at = bins.at(k / s.num_bins, k % s.num_bins);
-        acc_t sum = 0;
-        for (int c = 0; c < copies; ++c) sum += shared[c * copy_size + at];
-        hist[(first + h * s.queries) * 3 * s.num_bins + r] = sum;
+      if (out != nullptr) {
+        // out[head, d] = sum over (axis, bin) of the bin's count times table[axis, bin, head, d]
+        // (at ((axis L + bin) H + head) D + d): no division in the inner loops
+        const int64_t bin_stride = s.heads * dim;
+        for (int64_t q = threadIdx.x; q < group * dim; q += blockDim.x) {
+          const int64_t g = q / dim, d = q % dim, head = h0 + g;
+          acc_t sum = 0;
+          for (int a = 0; a < 3; ++a) {
+            const acc_t* counts = copies > 0 ? row_hist + bins.at(3 * g + a, 0)
+                                             : hist + (first + head * s.queries) * hist_row + a * s.num_bins;
+            const scalar_t* entries = table + a * s.num_bins * bin_stride + head * dim + d;
+#pragma unroll 4
+            for (int64_t l = 0; l < s.num_bins; ++l) {
+              sum += counts[l] * static_cast<acc_t>(entries[l * bin_stride]);
+            }
+          }
+          out[(first + head * s.queries) * dim + d] = static_cast<scalar_t>(sum);
+        }
       }
       __syncthreads();
     }
@@ -182,20 +263,32 @@ unsigned int row_grid(const Shape& s) {
 
 // All dims are >= 1 here: the wrapper sends empty inputs to the reference.
 void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
-                                  at::Tensor& hist, int* flag) {
+                                  int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
+                                  at::Tensor& out, int* flag) {
   const at::cuda::CUDAGuard guard(attn.device());
-  const Shape s = shape_of(attn, hist);
+  const Shape s{attn.size(0) * attn.size(2), attn.size(1), attn.size(2), attn.size(3), num_bins};
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t copy_bytes = 3 * s.heads * (s.num_bins + 1) * static_cast<int64_t>(hist.element_size());
-  const int copies = static_cast<int>(std::min<int64_t>(kWarps, kSharedBytes / copy_bytes));
-  if (copies == 0) hist.zero_();
+  const at::ScalarType acc = at::toOpMathType(attn.scalar_type());
+  const int64_t acc_bytes = at::elementSize(acc);
+  const int64_t tile_bytes = kGroupHeads * (kTile + 1) * acc_bytes + 3 * kTile * sizeof(int);
+  const int64_t copy_bytes = 3 * kGroupHeads * (num_bins + 1) * acc_bytes;
+  const int copies = static_cast<int>(std::min<int64_t>(kWarps, (kSharedBytes - tile_bytes) / copy_bytes));
+  at::Tensor bins = hist;  // the atomics' target when the bins do not fit in shared memory
+  if (copies == 0) {
+    if (!bins.defined()) bins = at::empty({s.rows / s.queries, s.heads, s.queries, 3 * num_bins}, attn.options().dtype(acc));
+    bins.zero_();
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, attn.scalar_type(),
                                   "rpe_attention_histogram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_histogram_cuda", [&] {
-      rpe_histogram_kernel<scalar_t, acc_t, index_t><<<row_grid(s), kThreads, copies * copy_bytes, stream>>>(
-          attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(), hist.data_ptr<acc_t>(), s, copies,
-          flag);
+      rpe_histogram_kernel<scalar_t, acc_t, index_t>
+          <<<row_grid(s), kThreads, copies * copy_bytes + tile_bytes, stream>>>(
+              attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
+              bins.defined() ? bins.data_ptr<acc_t>() : nullptr,
+              out.defined() ? table.data_ptr<scalar_t>() : nullptr,
+              out.defined() ? out.data_ptr<scalar_t>() : nullptr,
+              out.defined() ? table.size(3) : 0, s, copies, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
