@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.structures import InstanceData
 
 import ikne_plugin.models  # noqa: F401  (registers the criterion)
+from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +52,7 @@ def test_float16_autocast_matches_float32_on_cuda():
     benchmark = load_benchmark()
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(os.path.join(ROOT, 'configs', 'ikne_trans_scannet.py')).model).cuda()
-    scenes = [benchmark.scene_inputs(benchmark.synthetic_scene(50_000, seed), torch.device('cuda'))
+    scenes = [benchmark.scene_inputs(synthetic_scene(50_000, seed), torch.device('cuda'))
               for seed in range(2)]
     batch = (dict(points=[p for p, _ in scenes]), [s for _, s in scenes])
     deviation = benchmark.amp_deviation(model, scenes[0], batch)

@@ -1,4 +1,4 @@
-"""tools/benchmark.py: its scenes have ScanNet's sizes, and it runs end to end on the CPU."""
+"""tools/benchmark.py: the benchmarks' scenes have ScanNet's sizes, and it runs end to end on the CPU."""
 import json
 import os
 import runpy
@@ -7,11 +7,13 @@ import sys
 import numpy as np
 
 from _tools import TINY_MODEL, one_thread  # noqa: F401 (fixture: one torch thread)
-from test_amp import ROOT, load_benchmark
+from test_amp import ROOT
+
+from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 
 
 def test_scenes_have_scannet_size():
-    scene = load_benchmark().synthetic_scene(150_000, seed=0)
+    scene = synthetic_scene(150_000, seed=0)
     voxels = len(np.unique(np.floor(scene['points'][:, :3] / 0.02), axis=0))
     assert 120_000 <= voxels <= 135_000  # MAFT's measurement: 129k
     assert 2_500 <= scene['superpoints'].max() + 1 <= 3_300  # 2,819

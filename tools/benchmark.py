@@ -24,10 +24,10 @@ host synchronisations of one training step are counted by place in the code
 (``torch.cuda.set_sync_debug_mode``), and the GPU's busy time of a run (torch.profiler) is
 set against its wall time.
 
-Scenes: points on the floor and walls of a 6 x 5 m room and on the top and sides of 12
-furniture boxes (the instances), sampled by area with 3 mm noise; superpoints are the
-0.26 m squares of each face. 150k points give about 128k voxels at 2 cm and 2.9k
-superpoints, the sizes of MAFT's measurement in issue 6 (129k voxels, 2,819 superpoints).
+Scenes: the synthetic ScanNet-size scene of every benchmark
+(``ikne_plugin.datasets.synthetic_scene``: a room shell and 12 furniture boxes; 150k points
+give about 128k voxels at 2 cm and 2.9k superpoints, the sizes of MAFT's measurement in
+issue 6), one seed per scene of a batch.
 """
 import argparse
 import contextlib
@@ -38,7 +38,6 @@ import time
 import traceback
 import warnings
 
-import numpy as np
 import torch
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample, PointData
@@ -47,63 +46,14 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 from mmengine.runner.amp import autocast
 
+from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 from ikne_plugin.datasets.transforms.pack_instance_seg_inputs import PackInstanceSegInputs
 from ikne_plugin.ops.ext_loader import load_ext
-from ikne_plugin.utils import atomic_write, setup_runner_cfg
+from ikne_plugin.utils import atomic_write, gpu_busy_ms, setup_runner_cfg
 
-ROOM = (6.0, 5.0, 2.6)  # metres
-NUM_BOXES = 12
-SUPERPOINT_SIZE = 0.26  # metres
-NOISE = 0.003  # metres
-NUM_CLASSES = 18
 # AMP against float32 on the same weights and inputs: relative L2 error of the decoder's
 # final class and mask logits, and relative error of the total training loss.
 AMP_TOLERANCE = 2e-2
-
-
-def _box_faces(lo, hi, with_bottom):
-    """(origin, u edge, v edge) of the faces of an axis-aligned box (or room shell)."""
-    size = hi - lo
-    ex, ey, ez = np.diag(size)
-    faces = [(lo, ex, ey)] if with_bottom else []
-    faces += [(lo + ez, ex, ey),  # top
-              (lo, ex, ez), (lo + ey, ex, ez), (lo, ey, ez), (lo + ex, ey, ez)]  # sides
-    return faces
-
-
-def synthetic_scene(num_points, seed):
-    """A room-like scene: dict of ``points`` float32 [N, 6] (x, y, z, rgb in [-1, 1]),
-    ``superpoints`` int64 [N] (dense), ``instance`` int64 [N] (-1 on the room shell) and
-    ``labels`` int64 [K] (instance class of each box)."""
-    rng = np.random.default_rng(seed)
-    room = np.array(ROOM)
-    # the shell: floor and four walls (the bottom face of a box is the floor)
-    shell = _box_faces(np.zeros(3), room, with_bottom=True)
-    surfaces = [(face, -1) for face in shell[:1] + shell[2:]]
-    for k in range(NUM_BOXES):
-        size = rng.uniform([0.4, 0.4, 0.4], [2.0, 1.6, 2.0])
-        lo = np.append(rng.uniform(0, room[:2] - size[:2]), 0.0)
-        surfaces += [(face, k) for face in _box_faces(lo, lo + size, with_bottom=False)]
-    origins = np.stack([f[0] for f, _ in surfaces])
-    edge_u = np.stack([f[1] for f, _ in surfaces])
-    edge_v = np.stack([f[2] for f, _ in surfaces])
-    areas = np.linalg.norm(np.cross(edge_u, edge_v), axis=1)
-    surface = rng.choice(len(surfaces), num_points, p=areas / areas.sum())
-    uv = rng.random((num_points, 2))
-    xyz = origins[surface] + uv[:, :1] * edge_u[surface] + uv[:, 1:] * edge_v[surface]
-    xyz += rng.normal(0, NOISE, xyz.shape)
-    # superpoints: SUPERPOINT_SIZE squares of each face
-    cells = np.floor(uv * np.stack([np.linalg.norm(edge_u, axis=1),
-                                    np.linalg.norm(edge_v, axis=1)], 1)[surface]
-                     / SUPERPOINT_SIZE).astype(np.int64)
-    key = (surface * 1024 + cells[:, 0]) * 1024 + cells[:, 1]
-    superpoints = np.unique(key, return_inverse=True)[1].reshape(-1)
-    instance = np.array([k for _, k in surfaces])[surface]
-    colours = rng.uniform(-1, 1, (NUM_BOXES + 1, 3))
-    rgb = np.clip(colours[instance] + rng.normal(0, 0.05, (num_points, 3)), -1, 1)
-    points = np.concatenate([xyz - xyz.min(0), rgb], 1).astype(np.float32)
-    return dict(points=points, superpoints=superpoints, instance=instance,
-                labels=rng.integers(0, NUM_CLASSES, NUM_BOXES))
 
 
 def scene_inputs(scene, device):
@@ -245,19 +195,6 @@ def count_host_syncs(fn):
         finally:
             torch.cuda.set_sync_debug_mode('default')
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-
-def gpu_busy_ms(fn):
-    """Sum of the durations of the GPU work (kernels, copies) of fn(), by torch.profiler: well
-    below the wall time, the host (Python, launches, synchronisations) bounds the run."""
-    try:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            fn()
-            torch.cuda.synchronize()
-    except RuntimeError as error:  # no CUPTI: the figure is missing, the others stand
-        print(f'GPU busy time not measured: {error}')
-        return None
-    return sum(e.self_device_time_total for e in prof.key_averages()) / 1e3
 
 
 def relative_error(value, reference):

@@ -1,11 +1,11 @@
 """Inference cost of the two IKNE heads on one ScanNet-size scene, side by side.
 
-    python tools/benchmark_heads.py [--device cpu|cuda] [--vertices 150000] [--repeat 3]
+    python tools/benchmark_heads.py [--device cpu|cuda] [--points 150000] [--repeat 3]
 
 Builds each head from its ScanNet config (``configs/ikne_trans_scannet.py``,
-``configs/ikne_kernel_scannet.py``; random initial weights) and times, on a synthetic
-ScanNet-size room (its mesh segmented into superpoints by ``segment_mesh``, as the
-converter does), the head's forward pass and its full ``predict`` (forward + post-processing
+``configs/ikne_kernel_scannet.py``; random initial weights) and times, on the synthetic
+ScanNet-size scene of every benchmark (``ikne_plugin.datasets.synthetic_scene``: 150k
+points, about 2.9k superpoints), the head's forward pass and its full ``predict`` (forward + post-processing
 to per-point masks). The backbone is left out: both heads read the same backbone features
 (random here). Random weights leave most (instance, class) pairs under the kernel head's
 score threshold, so its matrix NMS is cheap here; the forward time does not depend on it.
@@ -16,27 +16,23 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 from mmdet3d.registry import MODELS
 from mmengine.config import Config
 
 import ikne_plugin.models  # noqa: F401  (registers the heads)
-from ikne_plugin.datasets.synthetic_scannet import generate_room
-from ikne_plugin.ops import segment_mesh, voxel_pool
+from ikne_plugin.datasets.synthetic_scene import synthetic_scene
+from ikne_plugin.ops import voxel_pool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = dict(transformer='configs/ikne_trans_scannet.py', kernel='configs/ikne_kernel_scannet.py')
 
 
-def scannet_size_scene(vertices, channels, device):
-    """The head's input ``x`` for one synthetic room of about ``vertices`` points."""
-    spacing = 0.09
-    for _ in range(3):  # vertex count ~ spacing^-2; a few corrections hit the target
-        room = generate_room(np.random.default_rng([0, 0]), spacing)
-        spacing *= np.sqrt(len(room['xyz']) / vertices)
-    xyz = torch.from_numpy(room['xyz']).float()
-    sp_ids = torch.unique(segment_mesh(xyz, torch.from_numpy(room['faces'])), return_inverse=True)[1]
+def scannet_size_scene(num_points, channels, device):
+    """The head's input ``x`` for the benchmarks' synthetic scene of ``num_points`` points."""
+    scene = synthetic_scene(num_points, seed=0)
+    xyz = torch.from_numpy(scene['points'][:, :3])
+    sp_ids = torch.from_numpy(scene['superpoints'])
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(len(xyz), channels, generator=g)
     num_sp = int(sp_ids.max()) + 1
@@ -64,7 +60,7 @@ def best_ms(repeat, fn, device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cpu', help="torch device, e.g. 'cpu' or 'cuda'")
-    parser.add_argument('--vertices', type=int, default=150000, help='points of the synthetic room')
+    parser.add_argument('--points', type=int, default=150000, help='points of the synthetic scene')
     parser.add_argument('--repeat', type=int, default=3, help='timed runs per measurement (best is reported)')
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -74,7 +70,7 @@ def main():
                 for name, head in heads.items()}
     if len(channels) != 1:
         raise SystemExit(f'the heads read different backbone widths: {channels}')
-    x = scannet_size_scene(args.vertices, channels.pop(), device)
+    x = scannet_size_scene(args.points, channels.pop(), device)
     print(f'device {device} ({torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"}, '
           f'{torch.get_num_threads()} threads); scene: {len(x["pts_xyz"][0])} points, '
           f'{len(x["sp_xyz"][0])} superpoints')

@@ -2,17 +2,18 @@
 
     python tools/benchmark_ops.py [--device cpu|cuda] [--json OUT] [--repeats 20]
 
-Workloads: 150k points of a synthetic room (floor, walls, furniture boxes)
-voxelized at 2 cm; voxel_pool of C = 32 features into those voxels; the RPE
-value term for 1 scene x 8 heads x 400 queries x 2,000 superpoints x 32 dims,
-L = 48, with the bins of query centres and superpoints in that room (the decoder's
-case, where most superpoints of a row share a few bins) and with uniform random
-bins; and the logit bias of the same layer (rpe_attention_bias) on the room's
-bins. Each line gives the median time of both in one run (after warm-up, with
-torch.cuda.synchronize on CUDA) and their ratio. Peak memory is the
-largest allocation above what was allocated before the call
-(torch.cuda.max_memory_allocated); it is not measured on the CPU, where torch
-has no allocator statistics.
+Workloads: the synthetic ScanNet-size scene of every benchmark
+(``ikne_plugin.datasets.synthetic_scene``: 150k points, voxelized at 2 cm); voxel_pool of
+C = 32 features into those voxels; the RPE value term for 1 scene x 8 heads x 400 queries
+x 2,000 superpoints x 32 dims, L = 48, with the bins of query centres and 2,000 of the
+scene's superpoint centres (the decoder's case, where most superpoints of a row share a
+few bins) and with uniform random bins; and the logit bias of the same layer
+(rpe_attention_bias) on the scene's bins. Each line gives the median time of both in one
+run (after warm-up, with torch.cuda.synchronize on CUDA) and their ratio; on CUDA also the
+GPU busy time of a call (kernels and copies, torch.profiler): where it is well below the
+wall time, the host bounds the call. Peak memory is the largest allocation above what was
+allocated before the call (torch.cuda.max_memory_allocated); it is not measured on the CPU,
+where torch has no allocator statistics.
 """
 import argparse
 import json
@@ -22,36 +23,16 @@ import time
 
 import torch
 
+from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 from ikne_plugin.models.layers.contextual_rpe import relative_position_bins
 from ikne_plugin.ops import ext_loader
 from ikne_plugin.ops.rpe_attention_bias import rpe_attention_bias, rpe_attention_bias_reference
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
-from ikne_plugin.utils import atomic_write
+from ikne_plugin.utils import atomic_write, gpu_busy_ms
 
 VOXEL_SIZE = 0.02  # metres (DESIGN.md section 3)
-
-
-def synthetic_room(num_points, generator):
-    """[N, 3] points on the surfaces of an 8 x 6 x 3 m room with 12 boxes in it."""
-    lo, hi = torch.tensor([0.0, 0.0, 0.0]), torch.tensor([8.0, 6.0, 3.0])
-    boxes = [(lo, hi)]
-    for _ in range(12):
-        size = torch.rand(3, generator=generator) * torch.tensor([1.5, 1.5, 1.2]) + 0.3
-        corner = torch.rand(3, generator=generator) * (hi - size) * torch.tensor([1, 1, 0])
-        boxes.append((corner, corner + size))
-    per_box = num_points // len(boxes)
-    points = []
-    for box_lo, box_hi in boxes:
-        count = per_box + (num_points - per_box * len(boxes) if box_lo is lo else 0)
-        p = box_lo + torch.rand(count, 3, generator=generator) * (box_hi - box_lo)
-        axis = torch.randint(0, 3, (count,), generator=generator)
-        side = torch.randint(0, 2, (count,), generator=generator).bool()
-        rows = torch.arange(count)
-        p[rows, axis] = torch.where(side, box_hi[axis], box_lo[axis])  # onto a face
-        points.append(p + 0.003 * torch.randn(count, 3, generator=generator))
-    return torch.cat(points).clamp(min=0)
 
 
 def spin_up(device, seconds=1.0):
@@ -64,7 +45,7 @@ def spin_up(device, seconds=1.0):
 
 
 def time_call(fn, device, repeats, warmup=3):
-    """(median seconds, peak extra bytes or None) of fn()."""
+    """(median seconds, GPU busy seconds or None, peak extra bytes or None) of fn()."""
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -75,25 +56,33 @@ def time_call(fn, device, repeats, warmup=3):
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    peak = None
+    busy = peak = None
     if device.type == 'cuda':
+        busy_ms = gpu_busy_ms(fn, runs=repeats)
+        busy = None if busy_ms is None else busy_ms / 1e3
         torch.cuda.empty_cache()
         before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         fn()
         sync()
         peak = torch.cuda.max_memory_allocated(device) - before
-    return statistics.median(times), peak
+    return statistics.median(times), busy, peak
 
 
-def room_coords(device, generator):
-    """(batch 0, x, y, z) voxel indices of 150k room points at 2 cm."""
-    xyz = torch.floor(synthetic_room(150_000, generator) / VOXEL_SIZE).long()
+def scene_points():
+    """[N, 3] points of the benchmarks' scene and their [N] superpoint ids."""
+    scene = synthetic_scene(150_000, seed=0)
+    return torch.from_numpy(scene['points'][:, :3]), torch.from_numpy(scene['superpoints'])
+
+
+def room_coords(device):
+    """(batch 0, x, y, z) voxel indices of the scene's points at 2 cm."""
+    xyz = torch.floor(scene_points()[0] / VOXEL_SIZE).long()
     return torch.cat([torch.zeros(len(xyz), 1, dtype=torch.long), xyz], 1).to(device)
 
 
 def bench_voxelize(device, generator):
-    coords = room_coords(device, generator)
+    coords = room_coords(device)
     num_voxels = voxelize(coords)[0].shape[0]
     label = f'voxelize 150k pts -> {num_voxels} voxels'
     return [
@@ -105,7 +94,7 @@ def bench_voxelize(device, generator):
 
 
 def bench_voxel_pool(device, generator):
-    voxel_coords, p2v = voxelize(room_coords(device, generator))
+    voxel_coords, p2v = voxelize(room_coords(device))
     m = voxel_coords.shape[0]
     feats = torch.randn(len(p2v), 32, generator=generator).to(device)
     cases = []
@@ -119,13 +108,14 @@ def bench_voxel_pool(device, generator):
 
 
 def room_rel_idx(queries, keys, bins, generator):
-    """[1, queries, keys, 3] bins of the offsets from query centres (uniform in the room) to
-    superpoints (room surface points), as the decoder bins them: 10 cm bins, clamped at the
-    ends, where every superpoint beyond 2.4 m falls, so most of a row shares a few bins."""
-    room = synthetic_room(150_000, generator)
-    superpoints = room[torch.randperm(len(room), generator=generator)[:keys]]
-    centres = torch.rand(queries, 3, generator=generator) * room.max(0).values
-    return relative_position_bins(centres[None], superpoints[None], bins, 0.1)
+    """[1, queries, keys, 3] bins of the offsets from query centres (uniform in the scene's
+    box) to ``keys`` of its superpoint centres, as the decoder bins them: 10 cm bins, clamped
+    at the ends, where every superpoint beyond 2.4 m falls, so most of a row shares a few bins."""
+    xyz, superpoints = scene_points()
+    centres = voxel_pool(xyz, superpoints, int(superpoints.max()) + 1)  # mean of each superpoint
+    chosen = centres[torch.randperm(len(centres), generator=generator)[:keys]]
+    queries_xyz = torch.rand(queries, 3, generator=generator) * xyz.max(0).values
+    return relative_position_bins(queries_xyz[None], chosen[None], bins, 0.1)
 
 
 def bench_rpe(device, generator):
@@ -188,24 +178,27 @@ def main():
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {torch.get_num_threads()} threads'
     print(f'device: {name}; torch {torch.__version__}; median of {args.repeats} after warm-up')
-    header = f'{"op":80s} {"ext ms":>9s} {"ref ms":>9s} {"speedup":>8s} {"ext MB":>8s} {"ref MB":>8s} {"mem":>6s}'
-    print(header)
+    print(f'{"op":80s} {"ext ms":>9s} {"ref ms":>9s} {"speedup":>8s}'
+          + (f' {"ext GPU":>9s} {"ref GPU":>9s} {"ext MB":>8s} {"ref MB":>8s} {"mem":>6s}'
+             if device.type == 'cuda' else ''))
     if device.type == 'cuda':
         spin_up(device)
     results = []
     for bench in BENCHMARKS:
         for label, op, reference in bench(device, torch.Generator().manual_seed(0)):
-            op_time, op_peak = time_call(op, device, args.repeats)
-            ref_time, ref_peak = time_call(reference, device, args.repeats)
+            op_time, op_busy, op_peak = time_call(op, device, args.repeats)
+            ref_time, ref_busy, ref_peak = time_call(reference, device, args.repeats)
             row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
+                       ext_gpu_ms=op_busy and op_busy * 1e3, ref_gpu_ms=ref_busy and ref_busy * 1e3,
                        ext_peak_mb=None if op_peak is None else op_peak / 2**20,
                        ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
             row['mem_ratio'] = (row['ext_peak_mb'] / row['ref_peak_mb']
                                 if op_peak is not None and ref_peak else None)
             results.append(row)
-            mem = ('' if op_peak is None else
-                   f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
-            print(f'{label:80s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{mem}')
+            cuda = ('' if device.type != 'cuda' else
+                    f' {row["ext_gpu_ms"] or math.nan:9.3f} {row["ref_gpu_ms"] or math.nan:9.3f}'
+                    f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
+            print(f'{label:80s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{cuda}')
     if args.json:
         payload = dict(device=name, torch=torch.__version__, repeats=args.repeats, results=results)
         atomic_write(args.json, json.dumps(payload, indent=2) + '\n')

@@ -2,6 +2,7 @@ from .atomic_checkpoint import ATOMIC_BACKEND, AtomicLocalBackend
 from .atomic_io import atomic_write
 from .checkpoint import (allow_mmengine_checkpoint_globals, check_resume_checkpoint,
                          fitting_state_dict, load_model_checkpoint, read_checkpoint)
+from .gpu_busy import gpu_busy_ms
 from .rng_state_hook import RNGStateHook
 from .runner_cfg import setup_runner_cfg
 from .unknown_type import explain_unknown_type
@@ -9,5 +10,5 @@ from .user_errors import UserInputError, run_tool, user_error_message
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write',
            'allow_mmengine_checkpoint_globals', 'check_resume_checkpoint', 'fitting_state_dict',
-           'load_model_checkpoint', 'read_checkpoint', 'RNGStateHook', 'setup_runner_cfg',
+           'load_model_checkpoint', 'read_checkpoint', 'gpu_busy_ms', 'RNGStateHook', 'setup_runner_cfg',
            'explain_unknown_type', 'UserInputError', 'run_tool', 'user_error_message']
