@@ -22,8 +22,9 @@
 //              step, took 131-141 us; a whole row a block, 94-97 us. The
 //              copies are summed into the span's histogram, written out if
 //              asked for, and multiplied with the table: out[h, :] = hist[h] @
-//              table[:, :, h, :], so an inference call keeps no histogram. A rel_idx outside [0, L) is skipped
-//              and sets the flag (pinned host memory) unless it is null.
+//              table[:, :, h, :], so an inference call keeps no histogram. A
+//              rel_idx outside [0, L) is skipped and sets the flag (pinned host
+//              memory) unless it is null.
 //   gather:    the row's bins are staged in shared memory; a thread per
 //              superpoint sums its three bins for every head. It skips bins
 //              outside [0, L) and flags them if given a flag (the value op's
