@@ -1,6 +1,7 @@
 """Test-only hook for tests/test_distributed.py, imported by the training processes through
 the test's config (``custom_imports``): each rank saves its parameters before and after
-training, its batch norms' running means, the scenes it trained on and how it was wrapped, so the test can compare ranks."""
+training, its batch norms' running means, the scenes it trained on and how it was wrapped, so
+the test can compare ranks."""
 import os
 
 import torch
