@@ -73,7 +73,7 @@ void rpe_attention_histogram_cpu(const at::Tensor& attn, const at::Tensor& rel_i
           const int64_t head_row = q.head_row(row, h);
           const scalar_t* a_row = a + head_row * q.keys;
           scalar_t* h_row = hist_data != nullptr ? hist_data + head_row * row_bins : scratch.data();
-          std::fill(h_row, h_row + row_bins, scalar_t(0));
+          if (hist_data == nullptr) std::fill(h_row, h_row + row_bins, scalar_t(0));  // (hist is zeroed)
           for (int64_t j = 0; j < q.keys; ++j) {
             const int64_t* o = offsets + 3 * j;
             h_row[o[0]] += a_row[j];
