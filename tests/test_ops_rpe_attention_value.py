@@ -152,7 +152,7 @@ def test_reference_fallback(monkeypatch):
 @pytest.mark.parametrize('index_dtype', [torch.int32, torch.int64])
 @pytest.mark.parametrize('bins', [48, 5000])  # 5000 bins x 8 heads do not fit in shared memory
 def test_cuda_matches_cpu_and_reference(dtype, index_dtype, bins):
-    # 80 query rows of 700 superpoints: the kernel splits each row into spans (48 bins)
+    # 80 query rows of 700 superpoints: three tiles a row, the last one partial
     attn, rel_idx, table = random_rpe(2, 8, 40, 700, bins, 32, dtype, index_dtype, seed=6)
     grad_out = torch.randn(2, 8, 40, 32, dtype=dtype)
     cpu = forward_backward(rpe_attention_value, attn, rel_idx, table, grad_out)

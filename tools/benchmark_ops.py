@@ -172,6 +172,8 @@ def main():
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--json', help='also write the results to this JSON file')
     parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--ops', nargs='+', choices=[b.__name__[len('bench_'):] for b in BENCHMARKS],
+                        help='run only these benchmarks (default: all)')
     args = parser.parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
@@ -187,6 +189,8 @@ def main():
         spin_up(device)
     results = []
     for bench in BENCHMARKS:
+        if args.ops and bench.__name__[len('bench_'):] not in args.ops:
+            continue
         for label, op, reference in bench(device, torch.Generator().manual_seed(0)):
             op_time, op_busy, op_peak = time_call(op, device, args.repeats)
             ref_time, ref_busy, ref_peak = time_call(reference, device, args.repeats)

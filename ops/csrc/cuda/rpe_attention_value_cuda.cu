@@ -2,29 +2,28 @@
 // the bins with, fused, its product with the table (the op's output), and the
 // gather of the bins' gradient into the attention's (the backward's dense
 // products are matmuls in the dispatcher). A block serves one query row (b, i)
-// (histogram: a span of its superpoints) at a time, up to kGroupHeads heads a
-// pass, so the row's bins stay in shared memory (in global memory when they do
-// not fit: any L works).
-//   histogram: a row's superpoints are split into spans of whole tiles, so that
-//              the blocks fill the GPU (the spans' partial histograms and
-//              products are added with atomics). The block stages tiles of
-//              kTile superpoints (the heads' attention and the three bins,
-//              coalesced, the next tile's loads in flight while the current
-//              one is added), then each warp walks
+// at a time, up to kGroupHeads heads a pass, so the row's bins stay in shared
+// memory (in global memory when they do not fit: any L works).
+//   histogram: the block stages tiles of kTile superpoints (the heads'
+//              attention and the three bins, coalesced, the next tile's loads
+//              in flight while the current one is added), then each warp walks
 //              its slice of the tile with its lanes over the (head, axis)
 //              pairs, each summing runs of equal bins in registers, into the
 //              warp's own copy of the bins where they fit (8 copies of
-//              8 heads x 3 x 49 floats: 37.6 KB). Lanes over superpoints adding
-//              into one copy serialised on shared bins: nearby superpoints
-//              share bins, and the end bins collect every superpoint beyond
-//              the range (366 us a decoder layer of a ScanNet-size scene on an
-//              H200); walking the row from global memory, 8 superpoints a
-//              step, took 131-141 us; a whole row a block, 94-97 us. The
-//              copies are summed into the span's histogram, written out if
-//              asked for, and multiplied with the table: out[h, :] = hist[h] @
-//              table[:, :, h, :], so an inference call keeps no histogram. A
-//              rel_idx outside [0, L) is skipped and sets the flag (pinned host
-//              memory) unless it is null.
+//              8 heads x 3 x 49 floats: 37.6 KB), with plain adds where each
+//              warp has its copy. Lanes over superpoints adding into one copy
+//              serialised on shared bins: nearby superpoints share bins, and
+//              the end bins collect every superpoint beyond the range (366 us a
+//              decoder layer of a ScanNet-size scene on an H200); walking the
+//              row from global memory, 8 superpoints a step, took 131-141 us; a
+//              whole row a block with shared atomics, 94-97 us; with plain
+//              adds, 73 us. Splitting rows into spans to fill the GPU (partial
+//              histograms and products added with atomics) was slower: 86 us
+//              at 2 spans a row, 125 us at 4. The copies are summed into the
+//              row's histogram, written out if asked for, and multiplied with
+//              the table: out[h, :] = hist[h] @ table[:, :, h, :], so an
+//              inference call keeps no histogram. A rel_idx outside [0, L) is
+//              skipped and sets the flag (pinned host memory) unless it is null.
 //   gather:    the row's bins are staged in shared memory; a thread per
 //              superpoint sums its three bins for every head. It skips bins
 //              outside [0, L) and flags them if given a flag (the value op's
@@ -63,13 +62,24 @@ struct SharedBins {
   __device__ int64_t at(int64_t segment, int64_t bin) const { return segment * stride + bin; }
 };
 
+// Adds a run's sum into a bin: a plain add where the lane owns the segment
+// (shared float atomics are compare-and-swap loops), else an atomic.
+template <typename acc_t>
+__device__ __forceinline__ void add_run(acc_t* bin, acc_t sum, bool owned) {
+  if (owned) {
+    *bin += sum;
+  } else {
+    gpuAtomicAdd(bin, sum);
+  }
+}
+
 // Adds a warp slice's attention of one (head, axis) segment into its bins: a
 // run of superpoints in one bin is summed in registers and added once (nearby
 // superpoints share bins, and the end bins hold long runs); bin -1 (outside
-// [0, L)) adds nothing.
+// [0, L)) adds nothing. owned: no other thread adds into this segment.
 template <typename acc_t>
 __device__ void add_slice(const acc_t* __restrict__ weights, const int* __restrict__ bins_of_axis,
-                          int count, acc_t* __restrict__ segment) {
+                          int count, acc_t* __restrict__ segment, bool owned) {
   int run_bin = -1;
   acc_t run_sum = 0;
 #pragma unroll 4
@@ -77,20 +87,20 @@ __device__ void add_slice(const acc_t* __restrict__ weights, const int* __restri
     const int bin = bins_of_axis[3 * k];
     const acc_t w = weights[k];
     if (bin != run_bin) {
-      if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+      if (run_bin >= 0) add_run(segment + run_bin, run_sum, owned);
       run_bin = bin;
       run_sum = 0;
     }
     run_sum += w;
   }
-  if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+  if (run_bin >= 0) add_run(segment + run_bin, run_sum, owned);
 }
 
 // One thread's superpoint j0 + threadIdx.x of a tile, held in registers from
 // its load to its store into shared memory (so that a tile's loads are all in
 // flight at once, while the previous tile is added): the attention of up to
 // kGroupHeads heads and the three bins (-1 for a bin outside [0, L), which
-// sets the flag; 0 weight and bin -1 past the block's last superpoint).
+// sets the flag; 0 weight and bin -1 past the row's last superpoint).
 template <typename acc_t, typename index_t>
 struct TileLoad {
   acc_t weight[kGroupHeads];
@@ -99,10 +109,9 @@ struct TileLoad {
 
   template <typename scalar_t>
   __device__ void load(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_row,
-                       int64_t first, int64_t h0, int group, int64_t j0, int64_t end,
-                       const Shape& s) {
+                       int64_t first, int64_t h0, int group, int64_t j0, const Shape& s) {
     const int64_t j = j0 + threadIdx.x;
-    present = j < end;
+    present = j < s.keys;
 #pragma unroll
     for (int g = 0; g < kGroupHeads; ++g) {
       weight[g] = present && g < group
@@ -129,20 +138,15 @@ struct TileLoad {
 };
 
 // hist (nullable) [B, H, Nq, 3L] = the histogram of attn; out (nullable)
-// [B, H, Nq, D] = hist @ table_h. A work item is a query row's span of
-// span_tiles * kTile superpoints (split = the spans of a row). copies > 0: the
-// block keeps `copies` copies of a pass's bins in shared memory, warp w adding
-// into copy w % copies; with split > 1 the spans' partial histograms and
-// partial products are added (atomics) into hist and out_sum (zeroed by the
-// caller: out itself, or an op-math copy of it for half types), else written
-// to hist and out. copies == 0: the bins do not fit, split is 1, and atomics
-// go to hist (zeroed by the caller).
+// [B, H, Nq, D] = hist @ table_h. copies > 0: the block keeps `copies` copies
+// of a pass's bins in shared memory, warp w adding into copy w % copies.
+// copies == 0: the bins do not fit, and atomics go to hist (zeroed by the caller).
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     rpe_histogram_kernel(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_idx,
                          acc_t* __restrict__ hist, const scalar_t* __restrict__ table,
-                         scalar_t* __restrict__ out, acc_t* __restrict__ out_sum, int64_t dim,
-                         Shape s, int copies, int split, int span_tiles, int* __restrict__ flag) {
+                         scalar_t* __restrict__ out, int64_t dim, Shape s, int copies,
+                         int* __restrict__ flag) {
   extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
   const SharedBins bins{s.num_bins + 1};
   const int64_t copy_size = 3 * kGroupHeads * bins.stride;
@@ -153,9 +157,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   constexpr int kSlice = kTile / kWarps;
   acc_t* copy = copies > 0 ? shared + (warp % copies) * copy_size : nullptr;
   const int64_t hist_row = 3 * s.num_bins;
-  for (int64_t item = blockIdx.x; item < s.rows * split; item += gridDim.x) {
-    const int64_t span = static_cast<int64_t>(span_tiles) * kTile;
-    const int64_t row = item / split, begin = item % split * span, end = min(s.keys, begin + span);
+  for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
     const int64_t first = s.first_head_row(row);
     const index_t* rel_row = rel_idx + row * s.keys * 3;
     for (int64_t h0 = 0; h0 < s.heads; h0 += kGroupHeads) {
@@ -171,15 +173,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       // each thread stages one superpoint of a tile (its heads' attention and its three
       // bins), loading the next tile while the warps add the current one
       TileLoad<acc_t, index_t> next;
-      next.load(attn, rel_row, first, h0, group, begin, end, s);
-      for (int64_t j0 = begin; j0 < end; j0 += kTile) {
+      next.load(attn, rel_row, first, h0, group, 0, s);
+      for (int64_t j0 = 0; j0 < s.keys; j0 += kTile) {
         next.store(tile_attn, tile_bins, group, s.num_bins, flag);
-        const int n = static_cast<int>(min(static_cast<int64_t>(kTile), end - j0));
+        const int n = static_cast<int>(min(static_cast<int64_t>(kTile), s.keys - j0));
         __syncthreads();
-        if (j0 + kTile < end) next.load(attn, rel_row, first, h0, group, j0 + kTile, end, s);
+        if (j0 + kTile < s.keys) next.load(attn, rel_row, first, h0, group, j0 + kTile, s);
         const int slice = warp * kSlice, count = min(kSlice, n - slice);
         if (target != nullptr && count > 0) {
-          add_slice(tile_attn + h * (kTile + 1) + slice, tile_bins + 3 * slice + a, count, target);
+          add_slice(tile_attn + h * (kTile + 1) + slice, tile_bins + 3 * slice + a, count, target,
+                    copies == kWarps);
         }
         __syncthreads();
       }
@@ -194,13 +197,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
           for (int c = 1; c < copies; ++c) sum += shared[c * copy_size + at];
           shared[at] = sum;
           if (hist != nullptr) {
-            acc_t* at_hist = hist + (first + (h0 + segment / 3) * s.queries) * hist_row +
-                             (segment % 3) * num_bins + bin;
-            if (split > 1) {
-              if (sum != acc_t(0)) gpuAtomicAdd(at_hist, sum);
-            } else {
-              *at_hist = sum;
-            }
+            hist[(first + (h0 + segment / 3) * s.queries) * hist_row + (segment % 3) * num_bins + bin] = sum;
           }
         }
       }
@@ -209,7 +206,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         // out[head, d] = sum over (axis, bin) of the bin's count times table[axis, bin, head, d]
         // (at ((axis L + bin) H + head) D + d): no division in the inner loops. A warp's
         // lanes share the head (dim is a multiple of 32 in the decoder), so skipping the
-        // empty bins of a span (most, for a span of nearby bins) does not diverge.
+        // empty bins does not diverge.
         const int64_t bin_stride = s.heads * dim;
         for (int64_t q = threadIdx.x; q < group * dim; q += blockDim.x) {
           const int64_t g = q / dim, d = q % dim, head = h0 + g;
@@ -224,12 +221,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
               if (count != acc_t(0)) sum += count * static_cast<acc_t>(entries[l * bin_stride]);
             }
           }
-          const int64_t at_out = (first + head * s.queries) * dim + d;
-          if (split > 1) {
-            gpuAtomicAdd(out_sum + at_out, sum);
-          } else {
-            out[at_out] = static_cast<scalar_t>(sum);
-          }
+          out[(first + head * s.queries) * dim + d] = static_cast<scalar_t>(sum);
         }
       }
       __syncthreads();
@@ -305,42 +297,20 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
     if (!bins.defined()) bins = at::empty({s.rows / s.queries, s.heads, s.queries, 3 * num_bins}, attn.options().dtype(acc));
     bins.zero_();
   }
-  // Spans of whole tiles, enough of them to fill the GPU a few times over: one block a
-  // row (400 for a scene) stayed under one wave, each block walking 2,000 superpoints
-  // one dependent tile after another (94-97 us on an H200, about 10x its bytes' time).
-  const int64_t tiles = (s.keys + kTile - 1) / kTile;
-  int64_t split = 1, span_tiles = tiles;
-  if (copies > 0) {
-    const int64_t wanted = 4 * kMinBlocks * at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-    const int64_t spans = std::min(tiles, (wanted + s.rows - 1) / s.rows);  // >= 1
-    span_tiles = (tiles + spans - 1) / spans;
-    split = (tiles + span_tiles - 1) / span_tiles;
-  }
-  at::Tensor out_sum;  // where the spans' partial products are added
-  if (split > 1) {
-    if (bins.defined()) bins.zero_();
-    if (out.defined()) {
-      out_sum = out.scalar_type() == acc ? out.zero_() : at::zeros(out.sizes(), out.options().dtype(acc));
-    }
-  }
-  const auto grid = static_cast<unsigned int>(std::min<int64_t>(s.rows * split, int64_t{1} << 30));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, attn.scalar_type(),
                                   "rpe_attention_histogram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_histogram_cuda", [&] {
       rpe_histogram_kernel<scalar_t, acc_t, index_t>
-          <<<grid, kThreads, copies * copy_bytes + tile_bytes, stream>>>(
+          <<<row_grid(s), kThreads, copies * copy_bytes + tile_bytes, stream>>>(
               attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
               bins.defined() ? bins.data_ptr<acc_t>() : nullptr,
               out.defined() ? table.data_ptr<scalar_t>() : nullptr,
               out.defined() ? out.data_ptr<scalar_t>() : nullptr,
-              out_sum.defined() ? out_sum.data_ptr<acc_t>() : nullptr,
-              out.defined() ? table.size(3) : 0, s, copies, static_cast<int>(split),
-              static_cast<int>(span_tiles), flag);
+              out.defined() ? table.size(3) : 0, s, copies, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  if (out_sum.defined() && !out_sum.is_same(out)) out.copy_(out_sum);
 }
 
 void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
