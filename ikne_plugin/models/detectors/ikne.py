@@ -69,18 +69,20 @@ class IKNE(Base3DDetector):
         xyz = pts[:, :3]
         feats = [pts[:, 3:6], xyz] + ([pts[:, 6:9]] if self.with_normals else [])
         voxel_coords, p2v, spatial_shape = self.voxelize_points(xyz, batch_idx, batch_size)
-        voxel_feats = voxel_pool(torch.cat(feats, 1), p2v, len(voxel_coords), 'mean')
-        # back to the points' dtype: spconv computes in float16 under CUDA autocast, voxel_pool
-        # takes float32/float64 (a no-op without autocast)
-        pts_feats = self.backbone(voxel_feats, voxel_coords, spatial_shape,
-                                  batch_size).to(voxel_feats.dtype)[p2v]
-
-        # superpoints: one id space over the batch, offset by the superpoints of earlier scenes
+        # superpoints: one id space over the batch, offset by the superpoints of earlier scenes;
+        # counted before the backbone is queued, so that the host, not waiting for it here,
+        # queues the head's work while the GPU runs the backbone
         all_sp = torch.cat(sp_ids)
         num_sp = all_sp.new_zeros(batch_size).scatter_reduce(0, batch_idx, all_sp, 'amax') + 1
         sp_offset = torch.cumsum(num_sp, 0) - num_sp
         global_sp = all_sp + sp_offset[batch_idx]
         num_sp = num_sp.tolist()
+
+        voxel_feats = voxel_pool(torch.cat(feats, 1), p2v, len(voxel_coords), 'mean')
+        # back to the points' dtype: spconv computes in float16 under CUDA autocast, voxel_pool
+        # takes float32/float64 (a no-op without autocast)
+        pts_feats = self.backbone(voxel_feats, voxel_coords, spatial_shape,
+                                  batch_size).to(voxel_feats.dtype)[p2v]
         sp_feats = voxel_pool(pts_feats, global_sp, sum(num_sp), self.pool)
         sp_xyz = voxel_pool(xyz, global_sp, sum(num_sp), 'mean')
         return dict(
