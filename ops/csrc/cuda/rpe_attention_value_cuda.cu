@@ -36,6 +36,7 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace {
 
@@ -62,38 +63,38 @@ struct SharedBins {
   __device__ int64_t at(int64_t segment, int64_t bin) const { return segment * stride + bin; }
 };
 
-// Adds a run's sum into a bin: a plain add where the lane owns the segment
-// (shared float atomics are compare-and-swap loops), else an atomic.
-template <typename acc_t>
-__device__ __forceinline__ void add_run(acc_t* bin, acc_t sum, bool owned) {
-  if (owned) {
-    *bin += sum;
-  } else {
-    gpuAtomicAdd(bin, sum);
-  }
-}
-
-// Adds a warp slice's attention of one (head, axis) segment into its bins: a
-// run of superpoints in one bin is summed in registers and added once (nearby
-// superpoints share bins, and the end bins hold long runs); bin -1 (outside
-// [0, L)) adds nothing. owned: no other thread adds into this segment.
-template <typename acc_t>
+// Adds a warp slice's attention of one (head, axis) segment into its bins; bin
+// -1 (outside [0, L)) adds nothing. kOwned: the lane alone adds into this
+// segment, a shared one padded to L + 1 bins, so each superpoint is a plain
+// add, without a branch (bin -1 adds into the padding). Else atomics (shared
+// float atomics are compare-and-swap loops): a run of superpoints in one bin
+// is summed in registers and added once (nearby superpoints share bins, and
+// the end bins hold long runs).
+template <bool kOwned, typename acc_t>
 __device__ void add_slice(const acc_t* __restrict__ weights, const int* __restrict__ bins_of_axis,
-                          int count, acc_t* __restrict__ segment, bool owned) {
-  int run_bin = -1;
-  acc_t run_sum = 0;
-#pragma unroll 4
-  for (int k = 0; k < count; ++k) {
-    const int bin = bins_of_axis[3 * k];
-    const acc_t w = weights[k];
-    if (bin != run_bin) {
-      if (run_bin >= 0) add_run(segment + run_bin, run_sum, owned);
-      run_bin = bin;
-      run_sum = 0;
+                          int count, acc_t* __restrict__ segment, int padding) {
+  if constexpr (kOwned) {
+#pragma unroll 8
+    for (int k = 0; k < count; ++k) {
+      const int bin = bins_of_axis[3 * k];
+      segment[bin >= 0 ? bin : padding] += weights[k];
     }
-    run_sum += w;
+  } else {
+    int run_bin = -1;
+    acc_t run_sum = 0;
+#pragma unroll 4
+    for (int k = 0; k < count; ++k) {
+      const int bin = bins_of_axis[3 * k];
+      const acc_t w = weights[k];
+      if (bin != run_bin) {
+        if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+        run_bin = bin;
+        run_sum = 0;
+      }
+      run_sum += w;
+    }
+    if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
   }
-  if (run_bin >= 0) add_run(segment + run_bin, run_sum, owned);
 }
 
 // One thread's superpoint j0 + threadIdx.x of a tile, held in registers from
@@ -139,9 +140,10 @@ struct TileLoad {
 
 // hist (nullable) [B, H, Nq, 3L] = the histogram of attn; out (nullable)
 // [B, H, Nq, D] = hist @ table_h. copies > 0: the block keeps `copies` copies
-// of a pass's bins in shared memory, warp w adding into copy w % copies.
-// copies == 0: the bins do not fit, and atomics go to hist (zeroed by the caller).
-template <typename scalar_t, typename acc_t, typename index_t>
+// of a pass's bins in shared memory, warp w adding into copy w % copies
+// (kOwned: copies == kWarps, a copy per warp). copies == 0: the bins do not
+// fit, and atomics go to hist (zeroed by the caller).
+template <bool kOwned, typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
     rpe_histogram_kernel(const scalar_t* __restrict__ attn, const index_t* __restrict__ rel_idx,
                          acc_t* __restrict__ hist, const scalar_t* __restrict__ table,
@@ -181,8 +183,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         if (j0 + kTile < s.keys) next.load(attn, rel_row, first, h0, group, j0 + kTile, s);
         const int slice = warp * kSlice, count = min(kSlice, n - slice);
         if (target != nullptr && count > 0) {
-          add_slice(tile_attn + h * (kTile + 1) + slice, tile_bins + 3 * slice + a, count, target,
-                    copies == kWarps);
+          add_slice<kOwned>(tile_attn + h * (kTile + 1) + slice, tile_bins + 3 * slice + a, count,
+                            target, static_cast<int>(s.num_bins));
         }
         __syncthreads();
       }
@@ -301,14 +303,21 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
                                   "rpe_attention_histogram_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_histogram_cuda", [&] {
-      rpe_histogram_kernel<scalar_t, acc_t, index_t>
-          <<<row_grid(s), kThreads, copies * copy_bytes + tile_bytes, stream>>>(
-              attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
-              bins.defined() ? bins.data_ptr<acc_t>() : nullptr,
-              out.defined() ? table.data_ptr<scalar_t>() : nullptr,
-              out.defined() ? out.data_ptr<scalar_t>() : nullptr,
-              out.defined() ? table.size(3) : 0, s, copies, flag);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      const auto launch = [&](auto owned) {
+        rpe_histogram_kernel<decltype(owned)::value, scalar_t, acc_t, index_t>
+            <<<row_grid(s), kThreads, copies * copy_bytes + tile_bytes, stream>>>(
+                attn.data_ptr<scalar_t>(), rel_idx.data_ptr<index_t>(),
+                bins.defined() ? bins.data_ptr<acc_t>() : nullptr,
+                out.defined() ? table.data_ptr<scalar_t>() : nullptr,
+                out.defined() ? out.data_ptr<scalar_t>() : nullptr,
+                out.defined() ? table.size(3) : 0, s, copies, flag);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (copies == kWarps) {
+        launch(std::true_type{});
+      } else {
+        launch(std::false_type{});
+      }
     });
   });
 }
