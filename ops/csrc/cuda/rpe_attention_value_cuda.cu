@@ -8,22 +8,25 @@
 //              attention and the three bins, coalesced, the next tile's loads
 //              in flight while the current one is added), then each warp walks
 //              its slice of the tile with its lanes over the (head, axis)
-//              pairs, each summing runs of equal bins in registers, into the
-//              warp's own copy of the bins where they fit (8 copies of
-//              8 heads x 3 x 49 floats: 37.6 KB), with plain adds where each
-//              warp has its copy. Lanes over superpoints adding into one copy
-//              serialised on shared bins: nearby superpoints share bins, and
-//              the end bins collect every superpoint beyond the range (366 us a
-//              decoder layer of a ScanNet-size scene on an H200); walking the
-//              row from global memory, 8 superpoints a step, took 131-141 us; a
-//              whole row a block with shared atomics, 94-97 us; with plain
-//              adds, 73 us. Splitting rows into spans to fill the GPU (partial
-//              histograms and products added with atomics) was slower: 86 us
-//              at 2 spans a row, 125 us at 4. The copies are summed into the
-//              row's histogram, written out if asked for, and multiplied with
-//              the table: out[h, :] = hist[h] @ table[:, :, h, :], so an
-//              inference call keeps no histogram. A rel_idx outside [0, L) is
-//              skipped and sets the flag (pinned host memory) unless it is null.
+//              pairs, into the warp's own copy of the bins where they fit
+//              (8 copies of 8 heads x 3 x 49 floats: 37.6 KB): a plain add per
+//              superpoint, no branch. Where warps share a copy (or the bins are
+//              in global memory) the lanes sum runs of equal bins in registers
+//              and add them with atomics. GPU time a call, a ScanNet-size
+//              decoder layer on an H200: lanes over superpoints adding into one
+//              copy serialised on shared bins (nearby superpoints share bins,
+//              and the end bins collect every superpoint beyond the range),
+//              366 us; walking the row from global memory, 8 superpoints a
+//              step, 131-141 us; a row a block with shared atomics (compare-and-
+//              swap loops for floats), 94-97 us; plain adds of runs, 73 us;
+//              branch-free plain adds, 59 us. Splitting rows into spans to fill
+//              the GPU (partial histograms and products added with atomics) was
+//              slower: 86 us at 2 spans a row, 125 us at 4. The copies are
+//              summed into the row's histogram, written out if asked for, and
+//              multiplied with the table: out[h, :] = hist[h] @ table[:, :, h, :],
+//              so an inference call keeps no histogram. A rel_idx outside
+//              [0, L) is skipped and sets the flag (pinned host memory) unless
+//              it is null.
 //   gather:    the row's bins are staged in shared memory; a thread per
 //              superpoint sums its three bins for every head. It skips bins
 //              outside [0, L) and flags them if given a flag (the value op's
