@@ -8,6 +8,8 @@ import functools
 import importlib
 import warnings
 
+import torch
+
 
 @functools.lru_cache(maxsize=None)
 def load_ext():
@@ -21,3 +23,10 @@ def load_ext():
             '`pip install --no-build-isolation -e .` or `python setup.py build_ext --inplace`.',
             RuntimeWarning, stacklevel=3)
         return None
+
+
+@torch._dynamo.assume_constant_result
+def ext_available():
+    """Whether the extension is there: torch.compile takes the answer as a constant instead
+    of tracing the import."""
+    return load_ext() is not None

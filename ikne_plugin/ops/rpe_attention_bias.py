@@ -14,7 +14,7 @@ CUDA (the gradient accumulates in float32 for the half types).
 import torch
 
 from ._checks import INDEX_DTYPES, check_index_range, check_same_device, check_tensor
-from .ext_loader import load_ext
+from .ext_loader import ext_available, load_ext
 from .range_flags import check_call, op_flag
 from .rpe_attention_value import CPU_DTYPES, CUDA_DTYPES  # the RPE ops take the same dtypes
 
@@ -31,14 +31,16 @@ def rpe_attention_bias(bins, rel_idx):
         tensor [B, H, N, M] of bins' dtype.
     """
     _check_args(bins, rel_idx)
-    num_bins = bins.shape[3] // 3
-    ext = load_ext()
-    if ext is None or bins.numel() == 0 or rel_idx.numel() == 0:  # the kernels take no empty sizes
-        check_index_range('rel_idx', rel_idx, 0, num_bins)
+    if not ext_available() or bins.numel() == 0 or rel_idx.numel() == 0:
+        # (the kernels take no empty sizes)
+        check_index_range('rel_idx', rel_idx, 0, bins.shape[3] // 3)
         return rpe_attention_bias_reference(bins, rel_idx)
+    rel_idx = rel_idx.contiguous()
+    if torch.compiler.is_compiling():
+        return _forward_op(bins, rel_idx)
     if torch.is_grad_enabled() and bins.requires_grad:
-        return _RPEAttentionBias.apply(bins, rel_idx, ext)
-    return _forward(ext, bins, rel_idx)
+        return _RPEAttentionBias.apply(bins, rel_idx)
+    return _forward(bins, rel_idx)
 
 
 def _check_args(bins, rel_idx):
@@ -53,30 +55,68 @@ def _check_args(bins, rel_idx):
                          f'match bins, got {tuple(rel_idx.shape)}')
 
 
-def _forward(ext, bins, rel_idx):
+def _forward(bins, rel_idx):
     """The extension's forward; a rel_idx outside [0, L) is raised as ``range_flags`` says."""
     flag = op_flag('rpe_attention_bias', 'rel_idx has values outside [0, L)', bins.device)
-    out = ext.rpe_attention_bias_forward(bins, rel_idx, flag)
+    out = load_ext().rpe_attention_bias_forward(bins, rel_idx, flag)
     check_call('rpe_attention_bias', bins.device, ('rel_idx', rel_idx, 0, bins.shape[3] // 3))
     return out
 
 
+def _backward(grad_out, rel_idx, num_bins):
+    """The gradient of bins: the histogram of grad_out over the bins."""
+    return load_ext().rpe_attention_bias_backward(grad_out.contiguous(), rel_idx, num_bins)
+
+
 class _RPEAttentionBias(torch.autograd.Function):
-    """Autograd around the extension: the gradient of bins is a histogram of grad_out."""
+    """Eager autograd around the extension (cheaper on the host than the custom ops below)."""
 
     @staticmethod
-    def forward(ctx, bins, rel_idx, ext):
-        rel_idx = rel_idx.contiguous()
-        out = _forward(ext, bins, rel_idx)
+    def forward(ctx, bins, rel_idx):
         ctx.save_for_backward(rel_idx)
-        ctx.num_bins, ctx.ext = bins.shape[3] // 3, ext
-        return out
+        ctx.num_bins = bins.shape[3] // 3
+        return _forward(bins, rel_idx)
 
     @staticmethod
     def backward(ctx, grad_out):
         rel_idx, = ctx.saved_tensors
-        grad_bins = ctx.ext.rpe_attention_bias_backward(grad_out.contiguous(), rel_idx, ctx.num_bins)
-        return grad_bins, None, None
+        return _backward(grad_out, rel_idx, ctx.num_bins), None
+
+
+# The same forward and backward as torch.library custom ops, for torch.compile (as
+# rpe_attention_value's).
+@torch.library.custom_op('ikne_plugin::rpe_attention_bias_forward', mutates_args=())
+def _forward_op(bins: torch.Tensor, rel_idx: torch.Tensor) -> torch.Tensor:
+    return _forward(bins, rel_idx)
+
+
+@_forward_op.register_fake
+def _(bins, rel_idx):
+    return bins.new_empty(bins.shape[0], bins.shape[1], bins.shape[2], rel_idx.shape[2])
+
+
+@torch.library.custom_op('ikne_plugin::rpe_attention_bias_backward', mutates_args=())
+def _backward_op(grad_out: torch.Tensor, rel_idx: torch.Tensor, num_bins: int) -> torch.Tensor:
+    return _backward(grad_out, rel_idx, num_bins)
+
+
+@_backward_op.register_fake
+def _(grad_out, rel_idx, num_bins):
+    return grad_out.new_empty(grad_out.shape[0], grad_out.shape[1], grad_out.shape[2], 3 * num_bins)
+
+
+def _save_for_backward_op(ctx, inputs, output):
+    bins, rel_idx = inputs
+    ctx.save_for_backward(rel_idx)
+    ctx.num_bins = bins.shape[3] // 3
+
+
+def _backward_of_op(ctx, grad_out):
+    rel_idx, = ctx.saved_tensors
+    return _backward_op(grad_out, rel_idx, ctx.num_bins), None
+
+
+_forward_op.register_autograd(_backward_of_op, setup_context=_save_for_backward_op)
 
 
 def rpe_attention_bias_reference(bins, rel_idx):

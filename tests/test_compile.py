@@ -1,0 +1,62 @@
+"""torch.compile takes the decoder layer whole: the RPE ops are torch.library custom ops (their
+schemas, fake implementations and autograd pass torch.library.opcheck), and compiling a
+QueryDecoderLayer with fullgraph=True gives the eager layer's outputs and gradients."""
+import importlib
+
+import pytest
+import torch
+
+from ikne_plugin.models.layers.query_decoder_layer import QueryDecoderLayer
+from ikne_plugin.ops import ext_loader
+
+# (the package exports the ops' functions under their modules' names)
+value_module = importlib.import_module('ikne_plugin.ops.rpe_attention_value')
+bias_module = importlib.import_module('ikne_plugin.ops.rpe_attention_bias')
+
+pytestmark = pytest.mark.skipif(ext_loader.load_ext() is None, reason='the custom ops call the extension')
+
+
+def rpe_inputs(seed=0, bins=6):
+    g = torch.Generator().manual_seed(seed)
+    attn = torch.rand(2, 3, 4, 5, generator=g, dtype=torch.float64).softmax(-1)
+    rel_idx = torch.randint(0, bins, (2, 4, 5, 3), generator=g, dtype=torch.int32)
+    table = torch.randn(3, bins, 3, 7, generator=g, dtype=torch.float64)
+    return attn, rel_idx, table
+
+
+@pytest.mark.parametrize('save_hist', [False, True])
+def test_value_op_passes_opcheck(save_hist):
+    attn, rel_idx, table = rpe_inputs()
+    torch.library.opcheck(value_module._forward_op,
+                          (attn.requires_grad_(), rel_idx, table.requires_grad_(save_hist), save_hist))
+
+
+def test_bias_op_passes_opcheck():
+    g = torch.Generator().manual_seed(1)
+    bins = torch.randn(2, 3, 4, 18, generator=g, dtype=torch.float64, requires_grad=True)
+    rel_idx = torch.randint(0, 6, (2, 4, 5, 3), generator=g, dtype=torch.int64)
+    torch.library.opcheck(bias_module._forward_op, (bins, rel_idx))
+
+
+def test_decoder_layer_compiles_whole():
+    torch.manual_seed(0)
+    batch, queries, superpoints, channels, bins = 2, 6, 9, 16, 48
+    layer = QueryDecoderLayer(d_model=channels, num_heads=4, ffn_dim=32, rpe_num_bins=bins,
+                              first_layer=True).double()
+    for table in (layer.relative_pos_query_table, layer.relative_pos_key_table,
+                  layer.relative_pos_value_table):
+        torch.nn.init.normal_(table)  # (zeros at initialisation would hide the RPE terms)
+    inputs = [torch.randn(batch, queries, channels, dtype=torch.float64) for _ in range(3)]
+    inputs += [torch.randn(batch, superpoints, channels, dtype=torch.float64, requires_grad=True)
+               for _ in range(2)]
+    rel_idx = torch.randint(0, bins, (batch, queries, superpoints, 3), dtype=torch.int32)
+    blocked = torch.rand(batch, queries, superpoints) < 0.3
+    blocked[..., 0] = False  # every query keeps a superpoint
+    compiled = torch.compile(layer, backend='aot_eager', fullgraph=True)  # fails on a graph break
+
+    results = []
+    for run in (layer, compiled):
+        out = run(*inputs, rel_idx, blocked)
+        grads = torch.autograd.grad(out.square().sum(), [inputs[3], *layer.parameters()])
+        results.append((out, grads))
+    torch.testing.assert_close(results[1], results[0])
