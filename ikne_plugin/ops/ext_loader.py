@@ -25,7 +25,7 @@ def load_ext():
         return None
 
 
-@torch._dynamo.assume_constant_result
+@torch.compiler.assume_constant_result
 def ext_available():
     """Whether the extension is there: torch.compile takes the answer as a constant instead
     of tracing the import."""
