@@ -1,10 +1,12 @@
-"""torch.compile takes the decoder layer whole: the RPE ops are torch.library custom ops (their
-schemas, fake implementations and autograd pass torch.library.opcheck), and compiling a
-QueryDecoderLayer with fullgraph=True gives the eager layer's outputs and gradients."""
+"""torch.compile takes the decoder whole: the RPE ops are torch.library custom ops (their
+schemas, fake implementations and autograd pass torch.library.opcheck); a QueryDecoderLayer,
+and the transformer head's training decoder, compile with fullgraph=True (no graph break)
+and give the eager outputs and gradients."""
 import importlib
 
 import pytest
 import torch
+from mmdet3d.registry import MODELS
 
 from ikne_plugin.models.layers.query_decoder_layer import QueryDecoderLayer
 from ikne_plugin.ops import ext_loader
@@ -59,4 +61,30 @@ def test_decoder_layer_compiles_whole():
         out = run(*inputs, rel_idx, blocked)
         grads = torch.autograd.grad(out.square().sum(), [inputs[3], *layer.parameters()])
         results.append((out, grads))
+    torch.testing.assert_close(results[1], results[0])
+
+
+def test_training_decoder_compiles_whole():
+    torch.manual_seed(0)
+    head = MODELS.build(dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6,
+                             num_layers=3, d_model=16, num_heads=2, ffn_dim=32)).double().train()
+    batch, superpoints = 2, 30
+    feats = torch.randn(batch, superpoints, 8, dtype=torch.float64, requires_grad=True)
+    xyz = torch.rand(batch, superpoints, 3, dtype=torch.float64) * 4
+    padding = torch.zeros(batch, superpoints, dtype=torch.bool)
+    padding[1, 20:] = True  # the second scene has 20 superpoints
+    xyz_min = torch.stack([xyz[0].amin(0), xyz[1, :20].amin(0)])[:, None]
+    xyz_max = torch.stack([xyz[0].amax(0), xyz[1, :20].amax(0)])[:, None]
+    inputs = (feats, xyz, padding, xyz_min, xyz_max)
+    compiled = torch.compile(head._decode, backend='aot_eager', fullgraph=True)
+
+    results = []
+    for decode in (head._decode, compiled):
+        layers, normed = decode(*inputs)
+        loss = normed.square().sum() + sum(out['mask_logits'].sigmoid().sum() + out['cls_logits'].square().sum()
+                                           + out['centers'].sum() for out in layers)
+        wrt = [feats, *head.parameters()]
+        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+        # (a parameter that does not reach the loss gets None eagerly, zeros compiled)
+        results.append((layers, [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads)]))
     torch.testing.assert_close(results[1], results[0])
