@@ -163,8 +163,8 @@ def forward_backward(op, *inputs):
     return run
 
 
-# Each returns [(label, op, reference)]; segment_mesh's benchmark can join this list.
-BENCHMARKS = [bench_voxelize, bench_voxel_pool, bench_rpe]
+# By --ops name; each returns [(label, op, reference)]; segment_mesh's benchmark can join them.
+BENCHMARKS = dict(voxelize=bench_voxelize, voxel_pool=bench_voxel_pool, rpe=bench_rpe)
 
 
 def main():
@@ -172,7 +172,7 @@ def main():
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--json', help='also write the results to this JSON file')
     parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--ops', nargs='+', choices=[b.__name__[len('bench_'):] for b in BENCHMARKS],
+    parser.add_argument('--ops', nargs='+', choices=list(BENCHMARKS),
                         help='run only these benchmarks (default: all)')
     args = parser.parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
@@ -188,9 +188,7 @@ def main():
     if device.type == 'cuda':
         spin_up(device)
     results = []
-    for bench in BENCHMARKS:
-        if args.ops and bench.__name__[len('bench_'):] not in args.ops:
-            continue
+    for bench in (BENCHMARKS[name] for name in BENCHMARKS if not args.ops or name in args.ops):
         for label, op, reference in bench(device, torch.Generator().manual_seed(0)):
             op_time, op_busy, op_peak = time_call(op, device, args.repeats)
             ref_time, ref_busy, ref_peak = time_call(reference, device, args.repeats)
