@@ -65,26 +65,27 @@ def test_decoder_layer_compiles_whole():
 
 
 def test_training_decoder_compiles_whole():
+    """``compile_decoder`` compiles the head's decoder (fullgraph: no graph break), on
+    superpoints padded to ``graph_bucket``, with eager's outputs and gradients."""
     torch.manual_seed(0)
-    head = MODELS.build(dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6,
-                             num_layers=3, d_model=16, num_heads=2, ffn_dim=32)).double().train()
-    batch, superpoints = 2, 30
-    feats = torch.randn(batch, superpoints, 8, dtype=torch.float64, requires_grad=True)
-    xyz = torch.rand(batch, superpoints, 3, dtype=torch.float64) * 4
-    padding = torch.zeros(batch, superpoints, dtype=torch.bool)
-    padding[1, 20:] = True  # the second scene has 20 superpoints
-    xyz_min = torch.stack([xyz[0].amin(0), xyz[1, :20].amin(0)])[:, None]
-    xyz_max = torch.stack([xyz[0].amax(0), xyz[1, :20].amax(0)])[:, None]
-    inputs = (feats, xyz, padding, xyz_min, xyz_max)
-    compiled = torch.compile(head._decode, backend='aot_eager', fullgraph=True)
+    cfg = dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6, num_layers=3,
+               d_model=16, num_heads=2, ffn_dim=32, graph_bucket=16)
+    eager = MODELS.build(cfg).double().train()
+    compiled = MODELS.build(dict(cfg, compile_decoder=dict(backend='aot_eager', fullgraph=True))).double().train()
+    compiled.load_state_dict(eager.state_dict())
+    lengths = (30, 20)  # padded to 32 when compiled
+    sp_feats = [torch.randn(n, 8, dtype=torch.float64, requires_grad=True) for n in lengths]
+    sp_xyz = [torch.rand(n, 3, dtype=torch.float64) * 4 for n in lengths]
 
     results = []
-    for decode in (head._decode, compiled):
-        layers, normed = decode(*inputs)
-        loss = normed.square().sum() + sum(out['mask_logits'].sigmoid().sum() + out['cls_logits'].square().sum()
-                                           + out['centers'].sum() for out in layers)
-        wrt = [feats, *head.parameters()]
+    for head in (eager, compiled):
+        out = head(dict(sp_feats=sp_feats, sp_xyz=sp_xyz))
+        loss = out['queries'].square().sum() + sum(
+            sum(m.sigmoid().sum() for m in layer['mask_logits']) + layer['cls_logits'].square().sum()
+            + layer['centers'].sum() for layer in out['layers'])
+        wrt = [*sp_feats, *head.parameters()]
         grads = torch.autograd.grad(loss, wrt, allow_unused=True)
         # (a parameter that does not reach the loss gets None eagerly, zeros compiled)
-        results.append((layers, [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads)]))
+        results.append((out, [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads)]))
+    assert compiled._compiled_decode is not None
     torch.testing.assert_close(results[1], results[0])

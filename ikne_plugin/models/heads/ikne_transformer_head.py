@@ -76,6 +76,10 @@ class IKNETransformerHead(BaseModule):
             ``graph_bucket`` (the padding is blocked in the attention, as a batch's is):
             the decoder's hundreds of small kernels then cost one launch. Its outputs match
             the eager decoder's up to float rounding.
+        compile_decoder: keyword arguments of ``torch.compile`` (e.g. ``dict(mode=
+            'reduce-overhead')``) to run the decoder compiled wherever the CUDA graphs above do
+            not: in training, forward and backward. None (default): eager. Superpoint counts
+            are then padded to ``graph_bucket`` too, which bounds the shapes it compiles for.
         graph_bucket: superpoint counts are padded to a multiple of this for the graphs.
 
     Dropout is not supported: MAFT's configuration uses 0.
@@ -85,7 +89,7 @@ class IKNETransformerHead(BaseModule):
                  d_model: int = 256, num_heads: int = 8, ffn_dim: int = 1024, rpe_num_bins: int = 48,
                  rpe_bin_size: float = 0.1, attn_mask_thr: float = 0.1, criterion: Optional[dict] = None,
                  topk: int = 100, score_thr: float = 0.0, min_points: int = 100, cuda_graph: bool = False,
-                 graph_bucket: int = 256, init_cfg: Optional[dict] = None):
+                 compile_decoder: Optional[dict] = None, graph_bucket: int = 256, init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
         if rpe_num_bins % 2:
             raise ValueError(f'rpe_num_bins must be even, got {rpe_num_bins}')
@@ -97,6 +101,8 @@ class IKNETransformerHead(BaseModule):
         self.score_thr = score_thr
         self.min_points = min_points
         self.cuda_graph = cuda_graph
+        self.compile_decoder = compile_decoder
+        self._compiled_decode = None  # torch.compile's wrapper of _decode, made at first use
         self.graph_bucket = graph_bucket
         self._graphs = {}  # (batch, padded superpoints, dtype, autocast dtype) -> DecoderGraph
 
@@ -156,7 +162,9 @@ class IKNETransformerHead(BaseModule):
                                  f'got {tuple(feat.shape)} and {tuple(coord.shape)}')
         graphed = (self.cuda_graph and not self.training and not torch.is_grad_enabled()
                    and sp_feats[0].is_cuda)
-        padded_length = -(-max(lengths) // self.graph_bucket) * self.graph_bucket if graphed else max(lengths)
+        compiled = self.compile_decoder is not None and not graphed
+        bucket = self.graph_bucket if graphed or compiled else 1
+        padded_length = -(-max(lengths) // bucket) * bucket
         feats = torch.stack([nn.functional.pad(f, (0, 0, 0, padded_length - len(f))) for f in sp_feats])
         xyz = torch.stack([nn.functional.pad(c, (0, 0, 0, padded_length - len(c))) for c in sp_xyz])
         # [B, S], True = padded; non_blocking: a copy from pageable memory that does not wait for the GPU
@@ -165,7 +173,14 @@ class IKNETransformerHead(BaseModule):
         xyz_min = torch.stack([c.min(0)[0] for c in sp_xyz])[:, None]  # [B, 1, 3]
         xyz_max = torch.stack([c.max(0)[0] for c in sp_xyz])[:, None]
         inputs = (feats, xyz.to(feats.dtype), padding, xyz_min.to(feats.dtype), xyz_max.to(feats.dtype))
-        layers, normed = self._graph(inputs)(*inputs) if graphed else self._decode(*inputs)
+        if graphed:
+            layers, normed = self._graph(inputs)(*inputs)
+        elif compiled:
+            if self._compiled_decode is None:  # (unbound, so that a copy of the head can share it)
+                self._compiled_decode = torch.compile(type(self)._decode, **self.compile_decoder)
+            layers, normed = self._compiled_decode(self, *inputs)
+        else:
+            layers, normed = self._decode(*inputs)
         for layer in layers:
             layer['mask_logits'] = [layer['mask_logits'][b, :, :n] for b, n in enumerate(lengths)]
         return dict(layers=layers, queries=normed)
