@@ -40,6 +40,34 @@ def test_bias_op_passes_opcheck():
     torch.library.opcheck(bias_module._forward_op, (bins, rel_idx))
 
 
+def real_and_fake(op, *args):
+    """The op's outputs on ``args`` and its fake implementation's on fake copies of them."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    real = op(*args)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake = op(*[mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args])
+    return real, fake
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs CUDA'))])
+def test_fake_kernels_give_the_real_strides(device):
+    """Inductor lays its buffers out as the fake kernels say (and asserts it at run time):
+    each real output has the fake one's shape and strides."""
+    attn, rel_idx, table = (t.to(device) for t in rpe_inputs())
+    grad_out = torch.randn(*attn.shape[:3], table.shape[3], dtype=attn.dtype, device=device)
+    out, hist = value_module._forward_op(attn, rel_idx, table, True)
+    bins = torch.randn(*attn.shape[:3], 3 * table.shape[1], dtype=attn.dtype, device=device)
+    calls = [(value_module._forward_op, attn, rel_idx, table, True),
+             (value_module._backward_op, grad_out, rel_idx, table, hist, True),
+             (bias_module._forward_op, bins, rel_idx),
+             (bias_module._backward_op, attn, rel_idx, table.shape[1])]
+    for op, *args in calls:
+        real, fake = real_and_fake(op, *args)
+        for r, f in zip(*(x if isinstance(x, tuple) else (x,) for x in (real, fake))):
+            assert (r.shape, r.stride(), r.dtype) == (f.shape, f.stride(), f.dtype), op
+
+
 def test_decoder_layer_compiles_whole():
     torch.manual_seed(0)
     batch, queries, superpoints, channels, bins = 2, 6, 9, 16, 48

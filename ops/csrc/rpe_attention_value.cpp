@@ -88,7 +88,8 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                          grad.permute({1, 0, 2, 3}).reshape({heads, -1, grad.size(3)}))
                      .view({heads, 3, table.size(1), table.size(3)})
                      .permute({1, 2, 0, 3})
-                     .to(table.scalar_type());
+                     .to(table.scalar_type())
+                     .contiguous();  // (torch.compile's fake kernel says so)
   }
   return {grad_attn, grad_table};
 }

@@ -2,7 +2,8 @@
 # On a bare GPU machine, from the repository root with the bundle in .gpu/ (shared/device/README.md):
 # set the environment up, build ikne_plugin._ext with CUDA, run the tests (CUDA ones included)
 # in one pytest process (each process spends about 20 s importing mmdet3d there), then the op
-# benchmark and, unless OPS_ONLY=1, the end-to-end one (float32 and AMP, about 2 minutes).
+# benchmark and the end-to-end one (float32 and AMP, about 2 minutes): BENCH=ops runs only the
+# first, BENCH=none neither (a session's own measurements then follow in the same call).
 # Logs and JSON results go to $OUT (default: gpu_results/).
 #   bash tools/gpu/run_checks.sh [pytest selection ...]   (default: the op tests, tests/test_ops_*.py)
 set -uo pipefail
@@ -24,6 +25,8 @@ echo "extension built with CUDA in $(( $(date +%s) - t0 )) s"
 # on that machine's toolchain a C++ error whose message formats a number crashed the process.
 python3 -m pytest -q -p no:cacheprovider -W ignore::FutureWarning ${@:-tests/test_ops_*.py} 2>&1 \
   | tee "$OUT/tests.log" | tail -25
-python3 tools/benchmark_ops.py --device cuda --json "$OUT/benchmark_ops.json" 2>&1 | tee "$OUT/benchmark_ops.log"
-[ "${OPS_ONLY:-0}" = 1 ] || python3 tools/benchmark.py configs/ikne_trans_scannet.py --amp \
+BENCH=${BENCH:-all}
+[ "$BENCH" = none ] || python3 tools/benchmark_ops.py --device cuda --json "$OUT/benchmark_ops.json" 2>&1 \
+  | tee "$OUT/benchmark_ops.log"
+[ "$BENCH" != all ] || python3 tools/benchmark.py configs/ikne_trans_scannet.py --amp \
   --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.log"
