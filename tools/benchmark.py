@@ -164,14 +164,17 @@ def time_runs(fn, device, warmup, repeats, clock=None):
 
 
 def peak_gib(fn, device):
-    """Peak GPU memory allocated during fn() (GiB), None on the CPU."""
+    """{peak_memory_gib, peak_reserved_gib}: GPU memory allocated and reserved at most during
+    fn() (GiB; None on the CPU). The reserved figure also counts the memory pools of CUDA
+    graphs, whose replays allocate nothing (``compile_decoder=dict(mode='reduce-overhead')``)."""
     if device.type != 'cuda':
-        return None
+        return dict(peak_memory_gib=None, peak_reserved_gib=None)
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     synchronize(device)
-    return torch.cuda.max_memory_allocated(device) / 2**30
+    return dict(peak_memory_gib=torch.cuda.max_memory_allocated(device) / 2**30,
+                peak_reserved_gib=torch.cuda.max_memory_reserved(device) / 2**30)
 
 
 def count_host_syncs(fn):
@@ -270,7 +273,7 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         total_ms=infer_ms, stages_ms=infer_stages,
         backbone_ms=time_runs(backbone_infer, device, args.warmup, args.repeats)[0],
         voxels=len(backbone_args[0]), superpoints=int(sample.gt_pts_seg.sp_pts_mask.max()) + 1,
-        peak_memory_gib=peak_gib(infer, device)))
+        **peak_gib(infer, device)))
 
     model.train()
     step_ms, step_stages = time_runs(train_step, device, args.warmup, args.repeats, clock)
@@ -285,7 +288,7 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
     out['train'] = dict(
         step_ms=step_ms, stages_ms=step_stages,
         backbone_fwd_bwd_ms=time_runs(backbone_step, device, args.warmup, args.repeats)[0],
-        voxels=len(train_args[0]), peak_memory_gib=peak_gib(train_step, device))
+        voxels=len(train_args[0]), **peak_gib(train_step, device))
     if device.type == 'cuda':
         out['train']['host_syncs'] = count_host_syncs(train_step)
         model.eval()
@@ -330,6 +333,7 @@ def print_report(result):
     row('backbone alone', lambda r: r['inference']['backbone_ms'])
     row('  ratio end to end / backbone', lambda r: r['ratios']['inference_over_backbone'])
     row('peak memory, GiB', lambda r: r['inference']['peak_memory_gib'])
+    row('  reserved', lambda r: r['inference']['peak_reserved_gib'])
     row('training step', lambda r: r['train']['step_ms'])
     for stage in stages('train'):
         row(f'  {stage}', lambda r: r['train']['stages_ms'][stage])
@@ -337,6 +341,7 @@ def print_report(result):
     row('backbone alone, fwd + bwd', lambda r: r['train']['backbone_fwd_bwd_ms'])
     row('  ratio step / backbone fwd+bwd', lambda r: r['ratios']['step_over_backbone_fwd_bwd'])
     row('peak memory, GiB', lambda r: r['train']['peak_memory_gib'])
+    row('  reserved', lambda r: r['train']['peak_reserved_gib'])
     row('host syncs in a step', lambda r: sum(r['train']['host_syncs'].values()), '{:12d}')
     if 'amp_deviation' in result:
         dev = result['amp_deviation']
