@@ -94,26 +94,27 @@ def test_decoder_layer_compiles_whole():
 
 def test_training_decoder_compiles_whole():
     """``compile_decoder`` compiles the head's decoder (fullgraph: no graph break), on
-    superpoints padded to ``graph_bucket``, with eager's outputs and gradients."""
+    superpoints padded to ``graph_bucket``, with eager's outputs and gradients; also when the
+    superpoint counts and the batch size change between steps, as in training (recompiled,
+    with dynamic shapes from the second size on)."""
     torch.manual_seed(0)
     cfg = dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6, num_layers=3,
                d_model=16, num_heads=2, ffn_dim=32, graph_bucket=16)
     eager = MODELS.build(cfg).double().train()
     compiled = MODELS.build(dict(cfg, compile_decoder=dict(backend='aot_eager', fullgraph=True))).double().train()
     compiled.load_state_dict(eager.state_dict())
-    lengths = (30, 20)  # padded to 32 when compiled
-    sp_feats = [torch.randn(n, 8, dtype=torch.float64, requires_grad=True) for n in lengths]
-    sp_xyz = [torch.rand(n, 3, dtype=torch.float64) * 4 for n in lengths]
-
-    results = []
-    for head in (eager, compiled):
-        out = head(dict(sp_feats=sp_feats, sp_xyz=sp_xyz))
-        loss = out['queries'].square().sum() + sum(
-            sum(m.sigmoid().sum() for m in layer['mask_logits']) + layer['cls_logits'].square().sum()
-            + layer['centers'].sum() for layer in out['layers'])
-        wrt = [*sp_feats, *head.parameters()]
-        grads = torch.autograd.grad(loss, wrt, allow_unused=True)
-        # (a parameter that does not reach the loss gets None eagerly, zeros compiled)
-        results.append((out, [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads)]))
+    for step_lengths in [(30, 20), (50, 40), (70, )]:  # padded to multiples of 16 when compiled
+        sp_feats = [torch.randn(n, 8, dtype=torch.float64, requires_grad=True) for n in step_lengths]
+        sp_xyz = [torch.rand(n, 3, dtype=torch.float64) * 4 for n in step_lengths]
+        results = []
+        for head in (eager, compiled):
+            out = head(dict(sp_feats=sp_feats, sp_xyz=sp_xyz))
+            loss = out['queries'].square().sum() + sum(
+                sum(m.sigmoid().sum() for m in layer['mask_logits']) + layer['cls_logits'].square().sum()
+                + layer['centers'].sum() for layer in out['layers'])
+            wrt = [*sp_feats, *head.parameters()]
+            grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+            # (a parameter that does not reach the loss gets None eagerly, zeros compiled)
+            results.append((out, [torch.zeros_like(x) if g is None else g for x, g in zip(wrt, grads)]))
+        torch.testing.assert_close(results[1], results[0])
     assert compiled._compiled_decode is not None
-    torch.testing.assert_close(results[1], results[0])
