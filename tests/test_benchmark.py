@@ -1,13 +1,10 @@
 """tools/benchmark.py: the benchmarks' scenes have ScanNet's sizes, and it runs end to end on the CPU."""
 import json
 import os
-import runpy
-import sys
 
 import numpy as np
 
-from _tools import TINY_MODEL, one_thread  # noqa: F401 (fixture: one torch thread)
-from test_amp import ROOT
+from _tools import ROOT, TINY_MODEL, one_thread, run_tool  # noqa: F401 (fixture: one torch thread)
 
 from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 
@@ -22,14 +19,9 @@ def test_scenes_have_scannet_size():
 
 def test_runs_on_the_cpu(tmp_path):
     out = tmp_path / 'bench.json'
-    argv = sys.argv
-    sys.argv = ['benchmark.py', os.path.join(ROOT, 'configs', 'ikne_trans_synthetic.py'), '--device', 'cpu',
-                '--points', '20000', '--batch', '2', '--repeats', '1', '--warmup', '0', '--json', str(out),
-                '--cfg-options', *TINY_MODEL]
-    try:
-        runpy.run_path(os.path.join(ROOT, 'tools', 'benchmark.py'), run_name='__main__')
-    finally:
-        sys.argv = argv
+    run_tool('benchmark', os.path.join(ROOT, 'configs', 'ikne_trans_synthetic.py'), '--device', 'cpu',
+             '--points', '20000', '--batch', '2', '--repeats', '1', '--warmup', '0', '--json', out,
+             '--cfg-options', *TINY_MODEL)
     result = json.loads(out.read_text())['float32']
     inference, train = result['inference'], result['train']
     assert list(inference['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder',

@@ -1,13 +1,9 @@
 """tools/benchmark_ops.py: runs on the CPU, and --ops selects the benchmarks it runs."""
 import json
-import os
-import runpy
-import sys
 
 import pytest
 
-from _tools import one_thread  # noqa: F401 (fixture: one torch thread)
-from test_amp import ROOT
+from _tools import one_thread, run_tool  # noqa: F401 (fixture: one torch thread)
 
 from ikne_plugin.ops.ext_loader import load_ext
 
@@ -15,12 +11,7 @@ from ikne_plugin.ops.ext_loader import load_ext
 @pytest.mark.skipif(load_ext() is None, reason='the benchmark compares the built extension with its reference')
 def test_runs_the_selected_ops_on_the_cpu(tmp_path):
     out = tmp_path / 'ops.json'
-    argv = sys.argv
-    sys.argv = ['benchmark_ops.py', '--ops', 'voxel_pool', '--repeats', '1', '--json', str(out)]
-    try:
-        runpy.run_path(os.path.join(ROOT, 'tools', 'benchmark_ops.py'), run_name='__main__')
-    finally:
-        sys.argv = argv
+    run_tool('benchmark_ops', '--ops', 'voxel_pool', '--repeats', '1', '--json', out)
     rows = json.loads(out.read_text())['results']
     assert [row['op'].split(' C=')[0] for row in rows] == ['voxel_pool mean'] * 2 + ['voxel_pool max'] * 2
     for row in rows:
@@ -30,11 +21,6 @@ def test_runs_the_selected_ops_on_the_cpu(tmp_path):
 
 
 def test_rejects_an_unknown_op():
-    argv = sys.argv
-    sys.argv = ['benchmark_ops.py', '--ops', 'segment']
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            runpy.run_path(os.path.join(ROOT, 'tools', 'benchmark_ops.py'), run_name='__main__')
-    finally:
-        sys.argv = argv
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool('benchmark_ops', '--ops', 'segment')
     assert exit_info.value.code == 2  # argparse's usage error, naming the valid choices
