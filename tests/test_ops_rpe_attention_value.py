@@ -139,6 +139,18 @@ def test_gradient_of_one_input(attn_grad, table_grad):
     check_gradient_of_one_input(attn, rel_idx, table, grad_out, attn_grad, table_grad)
 
 
+def test_gradient_asked_for_one_of_two_inputs():
+    """Both inputs require grad and torch.autograd.grad asks for one: that one is the reference's."""
+    attn, rel_idx, table = random_rpe(2, 3, 7, 50, 9, 5, seed=12)
+    grad_out = torch.randn(2, 3, 7, 5, dtype=torch.float64)
+    for wrt in (0, 1):
+        grads = []
+        for op in (rpe_attention_value, rpe_attention_value_reference):
+            inputs = attn.clone().requires_grad_(True), table.clone().requires_grad_(True)
+            grads += torch.autograd.grad(op(inputs[0], rel_idx, inputs[1]), inputs[wrt], grad_out)
+        torch.testing.assert_close(*grads)
+
+
 def test_reference_fallback(monkeypatch):
     monkeypatch.setattr(rpe_module, 'ext_available', lambda: False)
     attn, rel_idx, table = random_rpe(1, 2, 3, 4, 5, 6, seed=10)

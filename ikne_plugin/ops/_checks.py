@@ -31,9 +31,11 @@ def as_int(name, value):
 def check_same_device(**tensors):
     """Check that all tensors live on one device (cheap when they do)."""
     first, *rest = tensors.values()
-    if any(t.device != first.device for t in rest):
-        devices = {name: t.device for name, t in tensors.items()}
-        raise ValueError(f'all tensors must be on one device, got {devices}')
+    device = first.device
+    for tensor in rest:
+        if tensor.device != device:
+            devices = {name: t.device for name, t in tensors.items()}
+            raise ValueError(f'all tensors must be on one device, got {devices}')
 
 
 def check_index_range(name, index, low, high):

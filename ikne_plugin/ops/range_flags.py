@@ -11,6 +11,10 @@ of any op, and by ``raise_flagged``, which the IKNE detector runs at the end of 
 error names the op and the argument; for the values and the offending call, run with
 ``IKNE_SYNC_RANGE_CHECKS=1``, which makes every CUDA call wait and check as a CPU call does
 (CUDA_LAUNCH_BLOCKING's idea).
+
+The flags of all ops share one array, which the host reads through a memoryview (no torch
+dispatch: every op call reads them all); once pinned it is never replaced, as the CUDA graphs
+captured with its addresses need.
 """
 import os
 
@@ -19,33 +23,58 @@ import torch
 from ._checks import check_index_range
 
 SYNC_ENV = 'IKNE_SYNC_RANGE_CHECKS'
-_flags = {}  # op name -> [host int32 flag [1], what a set flag means]
+CAPACITY = 8  # flags in the array: more than the ops that take one
 
 
-def op_flag(op, meaning, device):
-    """The flag of ``op`` (zeroed at its first use) for its kernels on ``device`` to set: in
-    pinned memory for CUDA (pinning initialises CUDA, which a CPU-only process, such as a
-    forked data-loader worker, must not do). First raises any range error that earlier CUDA
-    calls flagged (without waiting for the GPU)."""
+class _Flags:
+    """The ops' flags: per op name, the index of its flag and what a set flag means; the
+    CAPACITY flags as int32 [1] views of one array, for the kernels, and as a memoryview of
+    it, for the host."""
+
+    def __init__(self):
+        self.ops = {}
+        self._hold(torch.zeros(CAPACITY, dtype=torch.int32), pinned=False)
+
+    def _hold(self, array, pinned):
+        self.array, self.pinned, self.values = array, pinned, memoryview(array.numpy())
+        self.views = [array[i:i + 1] for i in range(CAPACITY)]
+
+    def pin(self):
+        """Move the flags to pinned memory (pinning initialises CUDA, which a CPU-only process,
+        such as a forked data-loader worker, must not do)."""
+        self._hold(self.array.pin_memory(), pinned=True)
+
+
+_flags = _Flags()
+
+
+def op_flag(op, meaning, tensor):
+    """The flag of ``op`` (zeroed at its first use) for its kernels on the device of ``tensor``
+    to set: in pinned memory for CUDA. First raises any range error that earlier CUDA calls
+    flagged (without waiting for the GPU)."""
     raise_flagged()
-    entry = _flags.get(op)
-    if entry is None or (device.type == 'cuda' and not entry[0].is_pinned()):
-        entry = _flags[op] = [torch.zeros(1, dtype=torch.int32, pin_memory=device.type == 'cuda'), meaning]
-    return entry[0]
+    entry = _flags.ops.get(op)
+    if entry is None:
+        if len(_flags.ops) == CAPACITY:
+            raise RuntimeError(f'range_flags holds the flags of {CAPACITY} ops; raise CAPACITY for {op}')
+        entry = _flags.ops[op] = (len(_flags.ops), meaning)
+    if tensor.is_cuda and not _flags.pinned:
+        _flags.pin()
+    return _flags.views[entry[0]]
 
 
-def check_call(op, device, *ranges):
-    """After a kernel of ``op`` on ``device`` that took the ``(name, index, low, high)``
-    ``ranges``: on the CPU, or on CUDA with IKNE_SYNC_RANGE_CHECKS=1 (waiting for the
+def check_call(op, tensor, *ranges):
+    """After a kernel of ``op`` on the device of ``tensor`` that took the ``(name, index, low,
+    high)`` ``ranges``: on the CPU, or on CUDA with IKNE_SYNC_RANGE_CHECKS=1 (waiting for the
     kernel), raise the range error with the offending values; else leave the flag to
     ``raise_flagged``."""
-    if device.type == 'cuda':
+    if tensor.is_cuda:
         if os.environ.get(SYNC_ENV, '0') in ('', '0') or torch.cuda.is_current_stream_capturing():
             return  # (a CUDA graph being captured cannot wait: its replays are checked later)
-        torch.cuda.current_stream(device).synchronize()
-    flag = _flags[op][0]
-    if flag.item():
-        flag.zero_()
+        torch.cuda.current_stream(tensor.device).synchronize()
+    index = _flags.ops[op][0]
+    if _flags.values[index]:
+        _flags.values[index] = 0
         raise_range_error(op, *ranges)
 
 
@@ -63,9 +92,9 @@ def raise_flagged(wait=False):
     with ``wait``, first wait for the work queued on the GPUs."""
     if wait and torch.cuda.is_initialized():
         torch.cuda.synchronize()
-    for op, (flag, meaning) in _flags.items():
-        if flag.item():
-            flag.zero_()
+    for op, (index, meaning) in _flags.ops.items():
+        if _flags.values[index]:
+            _flags.values[index] = 0
             raise ValueError(f'{op}: {meaning}, in a CUDA call since the last check (CUDA kernels '
                              f'report this after the call; set {SYNC_ENV}=1 to stop at the call and '
                              'see the values)')

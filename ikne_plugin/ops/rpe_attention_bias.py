@@ -39,8 +39,8 @@ def rpe_attention_bias(bins, rel_idx):
     if torch.compiler.is_compiling():
         return _forward_op(bins, rel_idx)
     if torch.is_grad_enabled() and bins.requires_grad:
-        return _RPEAttentionBias.apply(bins, rel_idx)
-    return _forward(bins, rel_idx)
+        return _forward(load_ext().rpe_attention_bias_autograd, bins, rel_idx)
+    return _forward(load_ext().rpe_attention_bias_forward, bins, rel_idx)  # no autograd
 
 
 def _check_args(bins, rel_idx):
@@ -55,39 +55,20 @@ def _check_args(bins, rel_idx):
                          f'match bins, got {tuple(rel_idx.shape)}')
 
 
-def _forward(bins, rel_idx):
-    """The extension's forward; a rel_idx outside [0, L) is raised as ``range_flags`` says."""
-    flag = op_flag('rpe_attention_bias', 'rel_idx has values outside [0, L)', bins.device)
-    out = load_ext().rpe_attention_bias_forward(bins, rel_idx, flag)
-    check_call('rpe_attention_bias', bins.device, ('rel_idx', rel_idx, 0, bins.shape[3] // 3))
+def _forward(kernel, bins, rel_idx):
+    """The output of the extension's ``kernel`` (the forward, or the forward with its C++
+    autograd node); a rel_idx outside [0, L) is raised as ``range_flags`` says."""
+    flag = op_flag('rpe_attention_bias', 'rel_idx has values outside [0, L)', bins)
+    out = kernel(bins, rel_idx, flag)
+    check_call('rpe_attention_bias', bins, ('rel_idx', rel_idx, 0, bins.shape[3] // 3))
     return out
-
-
-def _backward(grad_out, rel_idx, num_bins):
-    """The gradient of bins: the histogram of grad_out over the bins."""
-    return load_ext().rpe_attention_bias_backward(grad_out.contiguous(), rel_idx, num_bins)
-
-
-class _RPEAttentionBias(torch.autograd.Function):
-    """Eager autograd around the extension (cheaper on the host than the custom ops below)."""
-
-    @staticmethod
-    def forward(ctx, bins, rel_idx):
-        ctx.save_for_backward(rel_idx)
-        ctx.num_bins = bins.shape[3] // 3
-        return _forward(bins, rel_idx)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        rel_idx, = ctx.saved_tensors
-        return _backward(grad_out, rel_idx, ctx.num_bins), None
 
 
 # The same forward and backward as torch.library custom ops, for torch.compile (as
 # rpe_attention_value's).
 @torch.library.custom_op('ikne_plugin::rpe_attention_bias_forward', mutates_args=())
 def _forward_op(bins: torch.Tensor, rel_idx: torch.Tensor) -> torch.Tensor:
-    return _forward(bins, rel_idx)
+    return _forward(load_ext().rpe_attention_bias_forward, bins, rel_idx)
 
 
 @_forward_op.register_fake
@@ -97,7 +78,7 @@ def _(bins, rel_idx):
 
 @torch.library.custom_op('ikne_plugin::rpe_attention_bias_backward', mutates_args=())
 def _backward_op(grad_out: torch.Tensor, rel_idx: torch.Tensor, num_bins: int) -> torch.Tensor:
-    return _backward(grad_out, rel_idx, num_bins)
+    return load_ext().rpe_attention_bias_backward(grad_out.contiguous(), rel_idx, num_bins)
 
 
 @_backward_op.register_fake

@@ -43,8 +43,8 @@ def rpe_attention_value(attn, rel_idx, table):
     if torch.compiler.is_compiling():
         return _forward_op(attn, rel_idx, table, save_hist)[0]
     if needs_grad:
-        return _RPEAttentionValue.apply(attn, rel_idx, table, save_hist)
-    return _forward(attn, rel_idx, table, False)[0]  # no autograd overhead
+        return _forward(load_ext().rpe_attention_value_autograd, attn, rel_idx, table, save_hist)
+    return _forward(load_ext().rpe_attention_value_forward, attn, rel_idx, table, False)[0]  # no autograd
 
 
 def _check_args(attn, rel_idx, table):
@@ -61,46 +61,25 @@ def _check_args(attn, rel_idx, table):
         raise ValueError(f'table must be [3, L, H, D] with H = {heads}, got {tuple(table.shape)}')
 
 
-def _forward(attn, rel_idx, table, save_hist):
-    """(out, hist or None) of the extension's forward; a rel_idx outside [0, L) is raised as
-    ``range_flags`` says."""
-    flag = op_flag('rpe_attention_value', 'rel_idx has values outside [0, L)', attn.device)
-    out, hist = load_ext().rpe_attention_value_forward(attn, rel_idx, table, save_hist, flag)
-    check_call('rpe_attention_value', attn.device, ('rel_idx', rel_idx, 0, table.shape[1]))
-    return out, hist
+def _forward(kernel, attn, rel_idx, table, save_hist):
+    """What the extension's ``kernel`` returns (the forward's (out, hist or None), or the output
+    of the forward with its C++ autograd node, which saves the small [B, H, Nq, 3L] histogram
+    only for the table's gradient); a rel_idx outside [0, L) is raised as ``range_flags`` says."""
+    flag = op_flag('rpe_attention_value', 'rel_idx has values outside [0, L)', attn)
+    result = kernel(attn, rel_idx, table, save_hist, flag)
+    check_call('rpe_attention_value', attn, ('rel_idx', rel_idx, 0, table.shape[1]))
+    return result
 
 
-def _backward(grad_out, rel_idx, table, hist, attn_grad):
-    """(grad_attn if attn_grad, grad_table if hist is given; else None)."""
-    return load_ext().rpe_attention_value_backward(grad_out.contiguous(), rel_idx, table, hist, attn_grad)
-
-
-class _RPEAttentionValue(torch.autograd.Function):
-    """Eager autograd around the extension (cheaper on the host than the custom ops below:
-    about 90 against 160 us a forward and backward on the CPU); saves the small
-    [B, H, Nq, 3L] histogram only for the table's gradient."""
-
-    @staticmethod
-    def forward(ctx, attn, rel_idx, table, save_hist):
-        out, hist = _forward(attn, rel_idx, table, save_hist)
-        ctx.save_for_backward(rel_idx, table, hist)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        rel_idx, table, hist = ctx.saved_tensors
-        grad_attn, grad_table = _backward(grad_out, rel_idx, table, hist, ctx.needs_input_grad[0])
-        return grad_attn, None, grad_table, None
-
-
-# The same forward and backward as torch.library custom ops, for torch.compile: opaque to
+# The same forward and backward as torch.library custom ops, for torch.compile (eager calls
+# take the extension's C++ autograd node, cheaper on the host than these): opaque to
 # it (their bodies, range flags included, run as they are), differentiable through
 # register_autograd, with fake implementations that give the compiler their output shapes.
 # Empty tensors stand for the Nones (a custom op returns tensors).
 @torch.library.custom_op('ikne_plugin::rpe_attention_value_forward', mutates_args=())
 def _forward_op(attn: torch.Tensor, rel_idx: torch.Tensor, table: torch.Tensor,
                 save_hist: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    out, hist = _forward(attn, rel_idx, table, save_hist)
+    out, hist = _forward(load_ext().rpe_attention_value_forward, attn, rel_idx, table, save_hist)
     return out, (hist if hist is not None else attn.new_empty(0))
 
 
@@ -115,7 +94,8 @@ def _(attn, rel_idx, table, save_hist):
 @torch.library.custom_op('ikne_plugin::rpe_attention_value_backward', mutates_args=())
 def _backward_op(grad_out: torch.Tensor, rel_idx: torch.Tensor, table: torch.Tensor,
                  hist: torch.Tensor, attn_grad: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    grad_attn, grad_table = _backward(grad_out, rel_idx, table, hist if hist.numel() else None, attn_grad)
+    grad_attn, grad_table = load_ext().rpe_attention_value_backward(  # (None where not asked for)
+        grad_out.contiguous(), rel_idx, table, hist if hist.numel() else None, attn_grad)
     empty = grad_out.new_empty(0)
     return (grad_attn if grad_attn is not None else empty,
             grad_table if grad_table is not None else empty)

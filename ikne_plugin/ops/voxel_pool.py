@@ -35,34 +35,18 @@ def voxel_pool(feats, p2v, num_voxels, mode='mean'):
         check_index_range('p2v', p2v, 0, num_voxels)
         return voxel_pool_reference(feats, p2v, num_voxels, mode)
     if feats.requires_grad and torch.is_grad_enabled():
-        return _VoxelPool.apply(feats, p2v, num_voxels, mode == 'max', ext)
-    return _pool(ext, feats, p2v, num_voxels, mode == 'max')[0]  # no autograd overhead
+        return _pool(ext.voxel_pool_autograd, feats, p2v, num_voxels, mode == 'max')
+    return _pool(ext.voxel_pool_forward, feats, p2v, num_voxels, mode == 'max')[0]  # no autograd
 
 
-def _pool(ext, feats, p2v, num_voxels, use_max):
-    """(out, aux) of the extension's forward; a p2v outside [0, num_voxels) is raised as
+def _pool(kernel, feats, p2v, num_voxels, use_max):
+    """What the extension's ``kernel`` returns (the forward's (out, aux), or the output of the
+    forward with its C++ autograd node); a p2v outside [0, num_voxels) is raised as
     ``range_flags`` says."""
-    flag = op_flag('voxel_pool', 'p2v has values outside [0, num_voxels)', feats.device)
-    out, aux = ext.voxel_pool_forward(feats, p2v, num_voxels, use_max, flag)
-    check_call('voxel_pool', feats.device, ('p2v', p2v, 0, num_voxels))
-    return out, aux
-
-
-class _VoxelPool(torch.autograd.Function):
-    """Autograd around the extension's forward/backward kernels."""
-
-    @staticmethod
-    def forward(ctx, feats, p2v, num_voxels, use_max, ext):
-        out, aux = _pool(ext, feats, p2v, num_voxels, use_max)
-        ctx.save_for_backward(p2v, aux)
-        ctx.use_max, ctx.ext = use_max, ext
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        p2v, aux = ctx.saved_tensors
-        grad_feats = ctx.ext.voxel_pool_backward(grad_out.contiguous(), p2v, aux, ctx.use_max)
-        return grad_feats, None, None, None, None
+    flag = op_flag('voxel_pool', 'p2v has values outside [0, num_voxels)', feats)
+    result = kernel(feats, p2v, num_voxels, use_max, flag)
+    check_call('voxel_pool', feats, ('p2v', p2v, 0, num_voxels))
+    return result
 
 
 def voxel_pool_reference(feats, p2v, num_voxels, mode='mean'):

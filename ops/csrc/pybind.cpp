@@ -8,6 +8,8 @@ std::vector<at::Tensor> voxel_pool_forward(const at::Tensor& feats, const at::Te
                                            int64_t num_voxels, bool use_max, at::Tensor flag);
 at::Tensor voxel_pool_backward(const at::Tensor& grad_out, const at::Tensor& p2v,
                                const at::Tensor& aux, bool use_max);
+at::Tensor voxel_pool_autograd(const at::Tensor& feats, const at::Tensor& p2v,
+                               int64_t num_voxels, bool use_max, const at::Tensor& flag);
 
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
                                                     const at::Tensor& rel_idx,
@@ -18,11 +20,16 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const at::Tensor& table,
                                                      const std::optional<at::Tensor>& hist,
                                                      bool attn_grad);
+at::Tensor rpe_attention_value_autograd(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                        const at::Tensor& table, bool save_hist,
+                                        const at::Tensor& flag);
 
 at::Tensor rpe_attention_bias_forward(const at::Tensor& bins, const at::Tensor& rel_idx,
                                       at::Tensor flag);
 at::Tensor rpe_attention_bias_backward(const at::Tensor& grad_out, const at::Tensor& rel_idx,
                                        int64_t num_bins);
+at::Tensor rpe_attention_bias_autograd(const at::Tensor& bins, const at::Tensor& rel_idx,
+                                       const at::Tensor& flag);
 
 // ---- segment_mesh: declaration (added by the segment_mesh owner) ----
 at::Tensor segment_mesh(const at::Tensor& vertices, const at::Tensor& faces, double k_thresh,
@@ -42,18 +49,29 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("flag"));
   m.def("voxel_pool_backward", &voxel_pool_backward, "gradient of voxel_pool_forward",
         py::arg("grad_out"), py::arg("p2v"), py::arg("aux"), py::arg("use_max"));
+  m.def("voxel_pool_autograd", &voxel_pool_autograd,
+        "voxel_pool_forward's output, differentiable through a C++ autograd node",
+        py::arg("feats"), py::arg("p2v"), py::arg("num_voxels"), py::arg("use_max"),
+        py::arg("flag"));
   m.def("rpe_attention_value_forward", &rpe_attention_value_forward,
         "value term of contextual relative position encoding", py::arg("attn"),
         py::arg("rel_idx"), py::arg("table"), py::arg("save_hist"), py::arg("flag"));
   m.def("rpe_attention_value_backward", &rpe_attention_value_backward,
         "gradient of rpe_attention_value_forward", py::arg("grad_out"), py::arg("rel_idx"),
         py::arg("table"), py::arg("hist"), py::arg("attn_grad"));
+  m.def("rpe_attention_value_autograd", &rpe_attention_value_autograd,
+        "rpe_attention_value_forward's output, differentiable through a C++ autograd node",
+        py::arg("attn"), py::arg("rel_idx"), py::arg("table"), py::arg("save_hist"),
+        py::arg("flag"));
   m.def("rpe_attention_bias_forward", &rpe_attention_bias_forward,
         "logit bias of contextual relative position encoding", py::arg("bins"),
         py::arg("rel_idx"), py::arg("flag"));
   m.def("rpe_attention_bias_backward", &rpe_attention_bias_backward,
         "gradient of rpe_attention_bias_forward", py::arg("grad_out"), py::arg("rel_idx"),
         py::arg("num_bins"));
+  m.def("rpe_attention_bias_autograd", &rpe_attention_bias_autograd,
+        "rpe_attention_bias_forward's output, differentiable through a C++ autograd node",
+        py::arg("bins"), py::arg("rel_idx"), py::arg("flag"));
   // ---- segment_mesh: m.def (added by the segment_mesh owner) ----
   m.def("segment_mesh", &segment_mesh, "ScanNet mesh segmentator: superpoint id per vertex",
         py::arg("vertices"), py::arg("faces"), py::arg("k_thresh"), py::arg("seg_min_verts"));

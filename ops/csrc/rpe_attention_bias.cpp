@@ -7,6 +7,7 @@
 // histogram of grad_out. Nothing here raises on user input (see
 // rpe_attention_value.cpp); a rel_idx outside [0, L) sets *flag.
 #include <ATen/OpMathType.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include "device_registry.h"
 
@@ -36,4 +37,31 @@ at::Tensor rpe_attention_bias_backward(const at::Tensor& grad_out, const at::Ten
   rpe_attention_histogram_impl(grad_out.contiguous(), rel_idx.contiguous(), num_bins, grad_bins,
                                at::Tensor(), no_out, nullptr);
   return grad_bins.to(grad_out.scalar_type());
+}
+
+namespace {
+
+// rpe_attention_bias_forward with its gradient: a C++ autograd node, cheaper on the host than
+// a Python torch.autograd.Function (the wrapper's eager calls that need a gradient).
+struct RPEAttentionBias : public torch::autograd::Function<RPEAttentionBias> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& bins,
+                            const at::Tensor& rel_idx, const at::Tensor& flag) {
+    ctx->save_for_backward({rel_idx});
+    ctx->saved_data["num_bins"] = bins.size(3) / 3;
+    return rpe_attention_bias_forward(bins, rel_idx, flag);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    return {rpe_attention_bias_backward(grad_out[0], ctx->get_saved_variables()[0],
+                                        ctx->saved_data["num_bins"].toInt()),
+            at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor rpe_attention_bias_autograd(const at::Tensor& bins, const at::Tensor& rel_idx,
+                                       const at::Tensor& flag) {
+  return RPEAttentionBias::apply(bins, rel_idx, flag);
 }

@@ -15,6 +15,7 @@
 // empty inputs (any size 0) to the reference; a rel_idx outside [0, L) is
 // skipped and sets *flag (host memory, pinned for CUDA), which the wrapper raises.
 #include <ATen/OpMathType.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include "device_registry.h"
 
@@ -92,4 +93,39 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                      .contiguous();  // (torch.compile's fake kernel says so)
   }
   return {grad_attn, grad_table};
+}
+
+namespace {
+
+// rpe_attention_value_forward with its gradients: a C++ autograd node, cheaper on the host
+// than a Python torch.autograd.Function (the wrapper's eager calls that need a gradient). The
+// histogram, saved only with save_hist, serves the table's gradient.
+struct RPEAttentionValue : public torch::autograd::Function<RPEAttentionValue> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& attn,
+                            const at::Tensor& rel_idx, const at::Tensor& table, bool save_hist,
+                            const at::Tensor& flag) {
+    std::vector<at::Tensor> out_hist =
+        rpe_attention_value_forward(attn, rel_idx, table, save_hist, flag);
+    ctx->save_for_backward({rel_idx, table, out_hist[1]});
+    return out_hist[0];
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& hist = saved[2];
+    std::vector<at::Tensor> grads = rpe_attention_value_backward(
+        grad_out[0].contiguous(), saved[0], saved[1],
+        hist.defined() ? std::optional<at::Tensor>(hist) : std::nullopt,
+        ctx->needs_input_grad(0));
+    return {grads[0], at::Tensor(), grads[1], at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor rpe_attention_value_autograd(const at::Tensor& attn, const at::Tensor& rel_idx,
+                                        const at::Tensor& table, bool save_hist,
+                                        const at::Tensor& flag) {
+  return RPEAttentionValue::apply(attn, rel_idx, table, save_hist, flag);
 }

@@ -6,6 +6,8 @@
 // validates dtypes, shapes, devices and the mode and sends empty inputs to the
 // reference; a p2v outside [0, M) is skipped and sets *flag (host memory,
 // pinned for CUDA), which the wrapper raises.
+#include <torch/csrc/autograd/custom_function.h>
+
 #include "device_registry.h"
 
 // Returns {out [M, C], aux}; sets *flag = 1 if p2v leaves [0, M).
@@ -30,4 +32,34 @@ at::Tensor voxel_pool_backward(const at::Tensor& grad_out, const at::Tensor& p2v
                                const at::Tensor& aux, bool use_max) {
   return voxel_pool_backward_impl(grad_out.contiguous(), p2v.contiguous(), aux.contiguous(),
                                   use_max);
+}
+
+namespace {
+
+// voxel_pool_forward with its gradient: a C++ autograd node, cheaper on the host than a
+// Python torch.autograd.Function (the wrapper's eager calls that need a gradient).
+struct VoxelPool : public torch::autograd::Function<VoxelPool> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& feats,
+                            const at::Tensor& p2v, int64_t num_voxels, bool use_max,
+                            const at::Tensor& flag) {
+    std::vector<at::Tensor> out_aux = voxel_pool_forward(feats, p2v, num_voxels, use_max, flag);
+    ctx->save_for_backward({p2v, out_aux[1]});
+    ctx->saved_data["use_max"] = use_max;
+    return out_aux[0];
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grad_out) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    return {voxel_pool_backward(grad_out[0], saved[0], saved[1],
+                                ctx->saved_data["use_max"].toBool()),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor voxel_pool_autograd(const at::Tensor& feats, const at::Tensor& p2v,
+                               int64_t num_voxels, bool use_max, const at::Tensor& flag) {
+  return VoxelPool::apply(feats, p2v, num_voxels, use_max, flag);
 }
