@@ -26,8 +26,9 @@ def test_runs_on_the_cpu(tmp_path):
     inference, train = result['inference'], result['train']
     assert list(inference['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder',
                                             'post-processing', 'to host']
-    assert list(train['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder', 'matching',
-                                        'set losses', 'IKA loss', 'ISG loss', 'losses', 'backward',
+    assert list(train['stages_ms']) == ['voxelize', 'backbone', 'superpoint pooling', 'decoder',
+                                        'instance assignment', 'IKA loss', 'matching', 'set losses',
+                                        'ISG loss', 'losses', 'backward',
                                         'optimizer step']
     for total, stages in ((inference['total_ms'], inference['stages_ms']), (train['step_ms'], train['stages_ms'])):
         assert all(ms >= 0 for ms in stages.values())

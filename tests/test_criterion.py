@@ -1,6 +1,7 @@
 """IKNECriterion: every loss term against explicit formulas, empty scenes, switches, the head's loss."""
 import math
 
+import pytest
 import torch
 from mmdet3d.registry import MODELS
 from mmdet3d.structures import Det3DDataSample
@@ -184,3 +185,33 @@ def test_all_layers_at_once_equal_each_layer_alone():
             union = math.prod(p[a + 3] - p[a] for a in range(3)) + math.prod(t[a + 3] - t[a] for a in range(3)) - inter
             terms.append(sum(abs(x - y) for x, y in zip(p, t)) + 1 - inter / union)
     assert math.isclose(together['loss_box'].item(), sum(terms) / len(terms), rel_tol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
+def test_cuda_losses_and_gradients_equal_the_cpu():
+    """On CUDA, IKA and ISG are queued before the matcher and ISG runs in the background
+    (BackgroundCall): same losses and gradients as on the CPU, where they run in order."""
+    preds = predictions(num_layers=2, sizes=(4, 5, 6), num_queries=4)
+    gts = [gt([1, 0], [[1, 1, 0, 0], [0, 1, 1, 1]], [[0.1, 0.2, 0.3], [1.0, -1.0, 0.5]]),
+           gt(torch.zeros(0), torch.zeros(0, 5), torch.zeros(0, 3)),
+           gt([1, 1, 0], [[1, 0, 1, 0, 1, 0], [0, 1, 0, 0, 0, 1], [1, 1, 1, 1, 0, 0]], [[-0.5, 0.0, 2.0]] * 3)]
+    criterion = MODELS.build(dict(type='IKNECriterion', num_classes=2, ika_loss=dict(type='IKALoss'),
+                                  isg_loss=dict(type='ISGLoss', rank=3)))
+    leaves = [t for layer in preds['layers'] for t in
+              (layer['cls_logits'], layer['scores'], layer['centers'], *layer['mask_logits'])] + [preds['queries']]
+    results = []
+    for device in ('cpu', 'cuda'):
+        on_device = [t.detach().to(device).requires_grad_() for t in leaves]
+        moved, it = [], iter(on_device)
+        for layer in preds['layers']:
+            moved.append(dict(cls_logits=next(it), scores=next(it), centers=next(it),
+                              mask_logits=[next(it) for _ in layer['mask_logits']]))
+        losses = criterion(dict(layers=moved, queries=next(it)), [g.to(device) for g in gts])
+        grads = torch.autograd.grad(sum(losses.values()), on_device)
+        results.append(({k: v.cpu() for k, v in losses.items()}, [g.cpu() for g in grads]))
+    (cpu_losses, cpu_grads), (cuda_losses, cuda_grads) = results
+    assert list(cpu_losses) == list(cuda_losses) and 'loss_isg' in cuda_losses
+    for key in cpu_losses:
+        torch.testing.assert_close(cuda_losses[key], cpu_losses[key], msg=key)
+    for a, b in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(a, b)

@@ -134,10 +134,14 @@ def install_stage_marks(model, clock):
     around(model.head, 'superpoint pooling', 'decoder')
     criterion = getattr(model.head, 'criterion', None)
     if criterion is not None:
+        # The criterion's order: instance assignment and ISG's start, IKA, matching, set losses,
+        # ISG's join (on CUDA ISG runs in a worker thread meanwhile: no marks inside it).
+        if criterion.ika_loss is not None:
+            around(criterion.ika_loss, 'instance assignment', 'IKA loss')
         criterion.matcher = _MarkAfter(criterion.matcher, clock, 'matching')
-        for name, stage in (('ika_loss', 'IKA loss'), ('isg_loss', 'ISG loss')):
-            if getattr(criterion, name, None) is not None:
-                around(getattr(criterion, name), 'set losses', stage)
+        criterion.set_losses = _MarkAfter(criterion.set_losses, clock, 'set losses')
+        if criterion.isg_loss is not None:
+            criterion.register_forward_hook(lambda *_: clock.mark('ISG loss'))
     return seen
 
 

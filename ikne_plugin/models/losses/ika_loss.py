@@ -15,4 +15,5 @@ class IKALoss(InstanceSimilarityLoss):
     """
 
     def similarity(self, features: torch.Tensor) -> torch.Tensor:
-        return features @ features.T
+        """F F^T of each scene: [B, N, D] -> [B, N, N]."""
+        return features @ features.mT

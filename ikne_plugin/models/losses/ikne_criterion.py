@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import nn
 
+from ikne_plugin.utils.background_call import BackgroundCall
 from .instance_similarity import assign_by_mask_iou
 
 
@@ -212,23 +213,31 @@ class IKNECriterion(nn.Module):
             return self._losses(_float32(preds), gts)
 
     def _losses(self, preds: Dict, gts: Sequence) -> Dict[str, torch.Tensor]:
-        """The losses of ``forward`` (autocast off, no half-precision inputs)."""
+        """The losses of ``forward`` (autocast off, no half-precision inputs). IKA and ISG need no
+        matches, so they are queued before the matcher's host synchronisation, which the host
+        would otherwise spend idle; ISG's eigendecomposition, which waits for the GPU, runs in the
+        background (:class:`BackgroundCall`) until the set losses are queued."""
         layers = preds['layers']
-        matches = self.matcher(layers, gts)
-        losses = {}
-        last = len(layers) - 1
-        for i, layer_losses in enumerate(self.set_losses(layers, matches, gts)):
-            prefix = '' if i == last else f'd{i}.'
-            losses.update({prefix + k: v for k, v in layer_losses.items()})
+        ika = isg = None
         if self.ika_loss is not None or self.isg_loss is not None:
             features = list(preds['queries'])
             assignments = [
                 assign_by_mask_iou(masks, gt.sp_masks, self.assign_iou_thr)
                 for masks, gt in zip(layers[-1]['mask_logits'], gts)
             ]
-            if self.ika_loss is not None:
-                losses['loss_ika'] = self.ika_loss(features, assignments)
             if self.isg_loss is not None:
                 low_rank = {'low_rank': list(preds['low_rank_queries'])} if 'low_rank_queries' in preds else {}
-                losses['loss_isg'] = self.isg_loss(features, assignments, **low_rank)
+                isg = BackgroundCall(preds['queries'].device, self.isg_loss, features, assignments, **low_rank)
+            if self.ika_loss is not None:
+                ika = self.ika_loss(features, assignments)
+        matches = self.matcher(layers, gts)
+        losses = {}
+        last = len(layers) - 1
+        for i, layer_losses in enumerate(self.set_losses(layers, matches, gts)):
+            prefix = '' if i == last else f'd{i}.'
+            losses.update({prefix + k: v for k, v in layer_losses.items()})
+        if ika is not None:
+            losses['loss_ika'] = ika
+        if isg is not None:
+            losses['loss_isg'] = isg.result()
         return losses

@@ -13,7 +13,7 @@ target and ``normalize='batch'`` this is exactly the released IKNE code
 (kuai-lab/cvpr25_IKNE, ikne/model/query_decoder.py and ikne.py: a Barlow-Twins form with
 off-diagonal weight 0.0051, loss weight 0.001, summed over scenes).
 """
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -39,13 +39,13 @@ def assign_by_mask_iou(mask_logits: torch.Tensor, gt_masks: torch.Tensor,
 
 
 def similarity_target(assignment: torch.Tensor, kind: str) -> torch.Tensor:
-    """Binary [Nq, Nq] target: 1 on the diagonal, and (``same_instance``) where queries
-    i and j are assigned to the same GT instance (assignment >= 0)."""
-    eye = torch.eye(assignment.shape[0], dtype=torch.bool, device=assignment.device)
+    """Binary target ``[..., N, N]`` of assignments ``[..., N]``: 1 on the diagonal, and
+    (``same_instance``) where queries i and j are assigned to the same GT instance (>= 0)."""
+    eye = torch.eye(assignment.shape[-1], dtype=torch.bool, device=assignment.device)
     if kind == 'identity':
-        return eye
-    same = (assignment[:, None] == assignment[None, :]) & (assignment[:, None] >= 0)
-    return same | eye
+        return eye.expand(*assignment.shape, assignment.shape[-1])
+    row, col = assignment[..., :, None], assignment[..., None, :]
+    return ((row == col) & (row >= 0)) | eye
 
 
 def minmax_normalize(sim: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
@@ -53,15 +53,33 @@ def minmax_normalize(sim: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -
     return (sim - low) / (high - low).clamp_min(1e-12)
 
 
-def weighted_target_loss(sim: torch.Tensor, target: torch.Tensor, off_target_weight: float) -> torch.Tensor:
-    """sum over T = 1 of (S - 1)^2 + off_target_weight * sum over T = 0 of S^2."""
+def masked_range(sim: torch.Tensor, valid: torch.Tensor, dims) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) of ``sim`` over its ``valid`` entries along ``dims`` (kept as size 1);
+    (0, 1) where there is none, so that an empty scene stays finite, gradients included."""
+    low = torch.where(valid, sim, torch.inf).amin(dims, keepdim=True)
+    high = torch.where(valid, sim, -torch.inf).amax(dims, keepdim=True)
+    empty = ~valid.any(dim=dims, keepdim=True)
+    return low.masked_fill(empty, 0), high.masked_fill(empty, 1)
+
+
+def weighted_target_loss(sim: torch.Tensor, target: torch.Tensor, off_target_weight: float,
+                         valid: torch.Tensor) -> torch.Tensor:
+    """sum over valid T = 1 of (S - 1)^2 + off_target_weight * sum over valid T = 0 of S^2."""
     sq = (sim - target.to(sim.dtype)) ** 2
     # where() rather than boolean indexing, which waits for the GPU to count the selection
-    return torch.where(target, sq, 0).sum() + off_target_weight * torch.where(target, 0, sq).sum()
+    return (torch.where(target & valid, sq, 0).sum() +
+            off_target_weight * torch.where(~target & valid, sq, 0).sum())
+
+
+def pad_scenes(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tensor:
+    """Per-scene ``[N_i, ...]`` tensors as one ``[B, max N_i, ...]`` batch padded with ``value``."""
+    if len({t.shape for t in tensors}) == 1:
+        return torch.stack(list(tensors))
+    return nn.utils.rnn.pad_sequence(list(tensors), batch_first=True, padding_value=value)
 
 
 class InstanceSimilarityLoss(nn.Module):
-    """Base of IKA / ISG: subclasses define ``similarity(features) -> [Nq, Nq]``.
+    """Base of IKA / ISG: subclasses define ``similarity(features [B, N, D]) -> [B, N, N]``.
 
     Args:
         target: ``'same_instance'`` (default; queries assigned to the same GT instance
@@ -86,40 +104,43 @@ class InstanceSimilarityLoss(nn.Module):
         self.loss_weight = loss_weight
         self.normalize = normalize
 
-    def similarity(self, features: torch.Tensor) -> torch.Tensor:
+    def similarity(self, features: torch.Tensor, **inputs) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, features: Sequence[torch.Tensor],
                 assignments: Optional[Sequence[torch.Tensor]] = None, **inputs) -> torch.Tensor:
-        """Weighted loss summed over scenes.
+        """Weighted loss summed over scenes, all scenes in one pass (padded to the largest;
+        the padding is left out of the ranges and the sums).
 
         Args:
             features: per scene, instance features [Nq_i, D].
             assignments: per scene, int64 [Nq_i] GT instance index of each query
                 (-1: none); needed only for the ``same_instance`` target.
-            inputs: further per-scene lists, passed scene by scene to ``similarity`` as
-                keyword arguments (ISG's ``low_rank``).
+            inputs: further per-scene lists of [Nq_i, ...] tensors, padded like the
+                features and passed to ``similarity`` as keyword arguments (ISG's ``low_rank``).
         """
         if self.target == 'same_instance' and assignments is None:
             raise ValueError("target='same_instance' needs the per-scene assignments")
         if assignments is not None and len(assignments) != len(features):
             raise ValueError(f'got {len(features)} feature tensors but {len(assignments)} assignments')
-        sims = [self.similarity(f, **{k: v[i] for k, v in inputs.items()}) if f.shape[0] else None
-                for i, f in enumerate(features)]
-        if self.normalize == 'batch' and any(s is not None for s in sims):
-            low = torch.stack([s.min() for s in sims if s is not None]).min()
-            high = torch.stack([s.max() for s in sims if s is not None]).max()
+        sizes = [f.shape[0] for f in features]
+        if assignments is not None:
+            for i, (n, assignment) in enumerate(zip(sizes, assignments)):
+                if assignment.shape != (n, ):
+                    raise ValueError(f'scene {i}: assignment must have shape ({n},), got {tuple(assignment.shape)}')
         # Zero that stays in the graph (a batch whose scenes have no instance features).
         total = sum(f.sum() for f in features) * 0
-        for i, sim in enumerate(sims):
-            if sim is None:
-                continue
-            if self.normalize == 'scene':
-                low, high = sim.min(), sim.max()
-            n = sim.shape[0]
-            assignment = assignments[i] if assignments is not None else sim.new_full((n, ), -1).long()
-            if assignment.shape != (n, ):
-                raise ValueError(f'scene {i}: assignment must have shape ({n},), got {tuple(assignment.shape)}')
-            target = similarity_target(assignment, self.target)
-            total = total + weighted_target_loss(minmax_normalize(sim, low, high), target, self.off_target_weight)
-        return self.loss_weight * total
+        if max(sizes, default=0) == 0:
+            return total
+        feats = pad_scenes(features)
+        sim = self.similarity(feats, **{k: pad_scenes(v) for k, v in inputs.items()})
+        if assignments is None:
+            assignment = torch.full(feats.shape[:2], -1, dtype=torch.long, device=feats.device)
+        else:
+            assignment = pad_scenes(assignments, -1)
+        valid = pad_scenes([f.new_ones(n, dtype=torch.bool) for f, n in zip(features, sizes)])
+        pairs = valid[:, :, None] & valid[:, None, :]
+        low, high = masked_range(sim, pairs, (-2, -1) if self.normalize == 'scene' else (0, 1, 2))
+        target = similarity_target(assignment, self.target)
+        loss = weighted_target_loss(minmax_normalize(sim, low, high), target, self.off_target_weight, pairs)
+        return self.loss_weight * (total + loss)

@@ -1,5 +1,5 @@
 """ISG, instance structure guidance: supervise F~ F^T, F~ a low-rank (truncated SVD) reconstruction of F."""
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 from mmdet3d.registry import MODELS
@@ -82,18 +82,11 @@ class ISGLoss(InstanceSimilarityLoss):
             raise ValueError(f'rank must be >= 1, got {rank}')
         self.rank = rank
 
-    def forward(self, features: Sequence[torch.Tensor], assignments: Optional[Sequence[torch.Tensor]] = None,
-                low_rank: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
-        """See :class:`InstanceSimilarityLoss`; ``low_rank``: per scene F~, else the truncated SVD,
-        batched over the scenes when their features have one shape (one eigendecomposition call:
-        ``eigh`` waits for the GPU once per call)."""
-        if low_rank is None and len({tuple(f.shape) for f in features}) == 1:
-            low_rank = truncated_svd_reconstruction(torch.stack(list(features)), self.rank).unbind(0)
-        return super().forward(features, assignments, **({} if low_rank is None else dict(low_rank=low_rank)))
-
     def similarity(self, features: torch.Tensor, low_rank: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """F~ F^T; F~ = ``low_rank`` where the head computed it (the kernel head runs the truncated
-        SVD of its candidate features through Point Aggregator 2), else the truncated SVD of F."""
+        """F~ F^T of each scene, [B, N, D] -> [B, N, N]; F~ = ``low_rank`` where the head computed it
+        (the kernel head runs the truncated SVD of its candidate features through Point
+        Aggregator 2), else the truncated SVD of F: one batched eigendecomposition for all scenes
+        (zero rows, the padding of smaller scenes, leave F^T F and so F~ unchanged)."""
         if low_rank is None:
             low_rank = truncated_svd_reconstruction(features, self.rank)
-        return low_rank @ features.T
+        return low_rank @ features.mT
