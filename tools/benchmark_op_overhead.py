@@ -15,24 +15,13 @@ import statistics
 import time
 
 import torch
+from benchmark_ops import forward_backward  # (tools/ is on the path of a script run from it)
 
 from ikne_plugin.ops import ext_loader
 from ikne_plugin.ops.rpe_attention_bias import rpe_attention_bias, rpe_attention_bias_reference
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
-
-
-def with_backward(op, *inputs):
-    """A closure: op on leaves of inputs that require grad, then backward of ones."""
-    leaves = [x.detach().requires_grad_(True) for x in inputs]
-
-    def run():
-        out = op(*leaves)
-        out.backward(torch.ones_like(out))
-        for leaf in leaves:
-            leaf.grad = None
-    return run
 
 
 def cases(device):
@@ -69,19 +58,19 @@ def cases(device):
         ('voxel_pool mean fwd', lambda: voxel_pool(feats, p2v, 16),
          lambda: ext.voxel_pool_forward(feats, p2v, 16, False, flag),
          lambda: voxel_pool_reference(feats, p2v, 16)),
-        ('voxel_pool mean fwd+bwd', with_backward(lambda f: voxel_pool(f, p2v, 16), feats), pool_ext_bwd,
-         with_backward(lambda f: voxel_pool_reference(f, p2v, 16), feats)),
+        ('voxel_pool mean fwd+bwd', forward_backward(lambda f: voxel_pool(f, p2v, 16), feats), pool_ext_bwd,
+         forward_backward(lambda f: voxel_pool_reference(f, p2v, 16), feats)),
         ('rpe_attention_value fwd', lambda: rpe_attention_value(attn, rel_idx, table),
          lambda: ext.rpe_attention_value_forward(attn, rel_idx, table, False, flag),
          lambda: rpe_attention_value_reference(attn, rel_idx, table)),
         ('rpe_attention_value fwd+bwd',
-         with_backward(lambda a, t: rpe_attention_value(a, rel_idx, t), attn, table), value_ext_bwd,
-         with_backward(lambda a, t: rpe_attention_value_reference(a, rel_idx, t), attn, table)),
+         forward_backward(lambda a, t: rpe_attention_value(a, rel_idx, t), attn, table), value_ext_bwd,
+         forward_backward(lambda a, t: rpe_attention_value_reference(a, rel_idx, t), attn, table)),
         ('rpe_attention_bias fwd', lambda: rpe_attention_bias(bins, rel_idx),
          lambda: ext.rpe_attention_bias_forward(bins, rel_idx, flag),
          lambda: rpe_attention_bias_reference(bins, rel_idx)),
-        ('rpe_attention_bias fwd+bwd', with_backward(lambda b: rpe_attention_bias(b, rel_idx), bins),
-         bias_ext_bwd, with_backward(lambda b: rpe_attention_bias_reference(b, rel_idx), bins)),
+        ('rpe_attention_bias fwd+bwd', forward_backward(lambda b: rpe_attention_bias(b, rel_idx), bins),
+         bias_ext_bwd, forward_backward(lambda b: rpe_attention_bias_reference(b, rel_idx), bins)),
         ('voxelize fwd', lambda: voxelize(coords), lambda: ext.voxelize(coords),
          lambda: voxelize_reference(coords)),
     ]

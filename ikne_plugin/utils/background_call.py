@@ -7,13 +7,22 @@ the side stream, so what follows sees its outputs. Autograd records the side str
 operations and runs their backward there, synchronising the streams itself. Elsewhere the
 call runs when ``result()`` asks for it (a CPU has no queue to keep full).
 """
+import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict
+from typing import Callable
 
 import torch
 
-_workers: Dict[str, ThreadPoolExecutor] = {}  # one thread, started on first use
-_side_streams: Dict[torch.device, 'torch.cuda.Stream'] = {}
+
+@functools.lru_cache(maxsize=None)
+def _worker() -> ThreadPoolExecutor:
+    """The one worker thread, started on first use."""
+    return ThreadPoolExecutor(1, thread_name_prefix='ikne-background')
+
+
+@functools.lru_cache(maxsize=None)
+def _side_stream(device: torch.device) -> 'torch.cuda.Stream':
+    return torch.cuda.Stream(device)
 
 
 class BackgroundCall:
@@ -26,9 +35,7 @@ class BackgroundCall:
         if device.type != 'cuda':
             return
         self._caller = torch.cuda.current_stream(device)
-        if device not in _side_streams:
-            _side_streams[device] = torch.cuda.Stream(device)
-        self._side = _side_streams[device]
+        self._side = _side_stream(device)
         grad_enabled = torch.is_grad_enabled()  # thread-local: the worker takes the caller's
 
         def run():
@@ -36,9 +43,7 @@ class BackgroundCall:
                 self._side.wait_stream(self._caller)
                 return fn(*args, **kwargs)
 
-        if 'worker' not in _workers:
-            _workers['worker'] = ThreadPoolExecutor(1, thread_name_prefix='ikne-background')
-        self._future = _workers['worker'].submit(run)
+        self._future = _worker().submit(run)
 
     def result(self) -> torch.Tensor:
         fn, args, kwargs = self._call
