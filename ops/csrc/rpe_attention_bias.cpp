@@ -14,8 +14,8 @@
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
                                   at::Tensor& out, int* flag);
-void rpe_attention_gather_impl(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag);
 
 // bins [B, H, N, 3L], rel_idx [B, N, M, 3] -> out [B, H, N, M] of bins' dtype.
 at::Tensor rpe_attention_bias_forward(const at::Tensor& bins, const at::Tensor& rel_idx,
@@ -23,7 +23,7 @@ at::Tensor rpe_attention_bias_forward(const at::Tensor& bins, const at::Tensor& 
   at::Tensor out = at::empty({bins.size(0), bins.size(1), bins.size(2), rel_idx.size(2)},
                              bins.options());
   rpe_attention_gather_impl(bins.to(at::toOpMathType(bins.scalar_type())).contiguous(),
-                            rel_idx.contiguous(), at::Tensor(), out, flag.data_ptr<int>());
+                            rel_idx.contiguous(), out, flag.data_ptr<int>());
   return out;
 }
 

@@ -7,10 +7,9 @@
 //   out        = hist @ table_h (fused with the histogram: a call without
 //                gradients keeps no histogram)
 //   grad_attn[b,h,i,j] = sum_a bin_grad[b,h,i,a,rel_idx[b,i,j,a]],  bin_grad = grad_out @ table_h^T
-//                (both in the gather kernel, row by row)
 //   grad_table = sum_{b,i} hist^T grad_out.
-// The device kernels do the histogram with the product, and the gather into
-// grad_attn with bin_grad; the table's gradient is an ATen bmm here. hist
+// The device kernels do the histogram with the product and the gather into
+// grad_attn; the backward's dense products are ATen matmuls here. hist
 // is in the op-math dtype (float for half inputs). Nothing here raises on user
 // input: the Python wrapper validates dtypes, shapes and devices and sends
 // empty inputs (any size 0) to the reference; a rel_idx outside [0, L) is
@@ -32,17 +31,23 @@ void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_
                        flag);
 }
 
-// grad_attn [B, H, Nq, Ns] = bins [B, H, Nq, 3L] (op-math dtype) gathered at
-// rel_idx's bins, summed over the axes. With table [3, L, H, D] defined, bins is
-// grad_out [B, H, Nq, D] (op-math dtype) and the gathered bins are its product
-// with the table, bin_grad = grad_out @ table_h^T, made row by row in the
-// kernel (no [B, H, Nq, 3L] tensor, no matmul call). A bin outside [0, L) adds
-// nothing and sets *flag unless flag is null (the value op's rel_idx was
-// checked by its forward).
-void rpe_attention_gather_impl(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag) {
-  DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bins, rel_idx, table, grad_attn, flag);
+// grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] (op-math dtype) gathered at
+// rel_idx's bins, summed over the axes; a bin outside [0, L) adds nothing and
+// sets *flag unless flag is null (here rel_idx was checked by the forward).
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bin_grad, rel_idx, grad_attn, flag);
 }
+
+namespace {
+
+// table [3, L, H, D] as per-head matrices [H, 3L, D] in `dtype` (a view when
+// table has that dtype and is contiguous).
+at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
+  return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
+}
+
+}  // namespace
 
 // Returns {out [B, H, Nq, D], hist (undefined unless save_hist)}.
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
@@ -71,10 +76,11 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
   const at::Tensor grad = grad_out.to(acc);
   at::Tensor grad_attn, grad_table;
   if (attn_grad) {
+    const at::Tensor bin_grad =
+        at::matmul(grad, table_per_head(table, acc).transpose(1, 2)).contiguous();
     grad_attn = at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), rel_idx.size(2)},
                           grad_out.options());
-    rpe_attention_gather_impl(grad.contiguous(), rel_idx.contiguous(), table.contiguous(),
-                              grad_attn, nullptr);
+    rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn, nullptr);
   }
   if (hist.has_value()) {
     // per head, sum over the query rows (b, i) of hist^T grad_out: [H, 3L, D] -> [3, L, H, D]

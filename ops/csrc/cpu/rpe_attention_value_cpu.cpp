@@ -96,34 +96,18 @@ void rpe_attention_histogram_cpu(const at::Tensor& attn, const at::Tensor& rel_i
   if (!valid && flag != nullptr) *flag = 1;
 }
 
-// grad_attn = bins gathered at rel_idx's bins; with table defined, bins is grad_out
-// [B, H, Nq, D] and a row's bins are its product with the table, made in the row's task.
-void rpe_attention_gather_cpu(const at::Tensor& bins, const at::Tensor& rel_idx,
-                              const at::Tensor& table, at::Tensor& grad_attn, int* flag) {
-  const bool product = table.defined();
-  const int64_t num_bins = product ? table.size(1) : bins.size(3) / 3;
-  const QueryRows q{grad_attn.size(1), grad_attn.size(2), grad_attn.size(3), num_bins};
-  const int64_t row_bins = 3 * num_bins, dim = product ? table.size(3) : 0;
+void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                              at::Tensor& grad_attn, int* flag) {
+  const QueryRows q = query_rows(grad_attn, bin_grad);
   AT_DISPATCH_FLOATING_TYPES(grad_attn.scalar_type(), "rpe_attention_gather_cpu", [&] {
-    const scalar_t* b = bins.data_ptr<scalar_t>();
-    const scalar_t* t = product ? table.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* g = bin_grad.data_ptr<scalar_t>();
     scalar_t* grad = grad_attn.data_ptr<scalar_t>();
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cpu", [&] {
       const bool valid = for_each_query_row(rel_idx.data_ptr<index_t>(), grad_attn.size(0) * q.queries, q,
                                             [&](int64_t row, const int64_t* offsets) {
-        std::vector<scalar_t> scratch(product ? row_bins : 0);
         for (int64_t h = 0; h < q.heads; ++h) {
           const int64_t head_row = q.head_row(row, h);
-          const scalar_t* g_row = b + head_row * (product ? dim : row_bins);
-          if (product) {  // bins[k] = grad_out[h] . table[k, h] (table [3, L, H, D] as [3L, H, D])
-            for (int64_t k = 0; k < row_bins; ++k) {
-              const scalar_t* t_row = t + (k * q.heads + h) * dim;
-              scalar_t sum = 0;
-              for (int64_t d = 0; d < dim; ++d) sum += g_row[d] * t_row[d];
-              scratch[k] = sum;
-            }
-            g_row = scratch.data();
-          }
+          const scalar_t* g_row = g + head_row * 3 * q.num_bins;
           scalar_t* out_row = grad + head_row * q.keys;
           for (int64_t j = 0; j < q.keys; ++j) {
             const int64_t* o = offsets + 3 * j;
@@ -141,7 +125,7 @@ void rpe_attention_gather_cpu(const at::Tensor& bins, const at::Tensor& rel_idx,
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
                                   at::Tensor& out, int* flag);
-void rpe_attention_gather_impl(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CPU, rpe_attention_histogram_cpu);
 REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CPU, rpe_attention_gather_cpu);

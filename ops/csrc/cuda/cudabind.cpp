@@ -23,13 +23,13 @@ REGISTER_DEVICE_IMPL(voxel_pool_backward_impl, CUDA, voxel_pool_backward_cuda);
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
                                   at::Tensor& out, int* flag);
-void rpe_attention_gather_impl(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag);
+void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag);
 void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_idx,
                                   int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
                                   at::Tensor& out, int* flag);
-void rpe_attention_gather_cuda(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag);
+void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CUDA, rpe_attention_histogram_cuda);
 REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CUDA, rpe_attention_gather_cuda);
 

@@ -1,7 +1,7 @@
 // CUDA kernels of `rpe_attention_value`: the histogram of the attention over
 // the bins with, fused, its product with the table (the op's output), and the
-// gather of the bins' gradient into the attention's with, fused, the product
-// that makes it (the table's gradient is a bmm in the dispatcher). A block serves one query row (b, i)
+// gather of the bins' gradient into the attention's (the backward's dense
+// products are matmuls in the dispatcher). A block serves one query row (b, i)
 // at a time, up to kGroupHeads heads a pass, so the row's bins stay in shared
 // memory (in global memory when they do not fit: any L works).
 //   histogram: the block stages tiles of kTile superpoints (the heads'
@@ -27,9 +27,8 @@
 //              so an inference call keeps no histogram. A rel_idx outside
 //              [0, L) is skipped and sets the flag (pinned host memory) unless
 //              it is null.
-//   gather:    the row's bins are staged in shared memory (for the value op's
-//              backward, made there: grad_out's row times the table); a
-//              thread per superpoint sums its three bins for every head. It skips bins
+//   gather:    the row's bins are staged in shared memory; a thread per
+//              superpoint sums its three bins for every head. It skips bins
 //              outside [0, L) and flags them if given a flag (the value op's
 //              backward is not: its forward flagged them, but the wrapper may
 //              raise only after the backward has been queued).
@@ -235,36 +234,20 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
-// grad_attn = the row's bins gathered at rel_idx's bins, summed over the axes.
-// The bins of row (b, i), [H, 3L]: with table null, rows of `bins` ([B, H, Nq,
-// 3L]); else the product of grad_out (`bins`, [B, H, Nq, D]) with the table,
-// bin (h, a L + l) = grad_out[b, h, i] . table[a, l, h], made here by the
-// block. They are staged in shared memory where they fit, else (a product) in
-// the block's row of scratch, else (given bins) read where they are.
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
-    rpe_gather_kernel(const acc_t* __restrict__ bins, const index_t* __restrict__ rel_idx,
-                      const scalar_t* __restrict__ table, int64_t dim, acc_t* __restrict__ scratch,
+    rpe_gather_kernel(const acc_t* __restrict__ bin_grad, const index_t* __restrict__ rel_idx,
                       scalar_t* __restrict__ grad_attn, Shape s, bool in_shared, int* flag) {
   extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
-  const int64_t head_bins = 3 * s.num_bins, row_bins = s.heads * head_bins;
-  acc_t* staged = in_shared ? reinterpret_cast<acc_t*>(shared_raw)  // [H, 3L]
-                            : (table != nullptr ? scratch + blockIdx.x * row_bins : nullptr);
+  acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3L], as one row of bin_grad
+  const int64_t row_bins = 3 * s.heads * s.num_bins;
   for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
     const int64_t first = s.first_head_row(row);
     const index_t* rel_row = rel_idx + row * s.keys * 3;
-    if (staged != nullptr) {
+    if (in_shared) {
       for (int64_t k = threadIdx.x; k < row_bins; k += blockDim.x) {
-        const int64_t h = k / head_bins, r = k - h * head_bins;
-        if (table != nullptr) {  // table [3, L, H, D] read as [3L, H, D]
-          const acc_t* g = bins + (first + h * s.queries) * dim;
-          const scalar_t* t = table + (r * s.heads + h) * dim;
-          acc_t sum = 0;
-          for (int64_t d = 0; d < dim; ++d) sum += g[d] * static_cast<acc_t>(t[d]);
-          staged[k] = sum;
-        } else {
-          staged[k] = bins[(first + h * s.queries) * head_bins + r];
-        }
+        const int64_t h = k / (3 * s.num_bins), r = k % (3 * s.num_bins);
+        shared[k] = bin_grad[(first + h * s.queries) * 3 * s.num_bins + r];
       }
       __syncthreads();
     }
@@ -279,16 +262,21 @@ __global__ void __launch_bounds__(kThreads)
         bin[a] = a * s.num_bins + (valid[a] ? l : 0);
       }
       for (int64_t h = 0; h < s.heads; ++h) {
-        const acc_t* g = staged != nullptr ? staged + h * head_bins
-                                           : bins + (first + h * s.queries) * head_bins;
+        const acc_t* g = in_shared ? shared + h * 3 * s.num_bins
+                                   : bin_grad + (first + h * s.queries) * 3 * s.num_bins;
         acc_t sum = 0;
 #pragma unroll
         for (int a = 0; a < 3; ++a) sum += valid[a] ? g[bin[a]] : acc_t(0);
         grad_attn[(first + h * s.queries) * s.keys + j] = static_cast<scalar_t>(sum);
       }
     }
-    if (staged != nullptr) __syncthreads();
+    if (in_shared) __syncthreads();
   }
+}
+
+Shape shape_of(const at::Tensor& attn_like, const at::Tensor& hist_like) {
+  return Shape{attn_like.size(0) * attn_like.size(2), attn_like.size(1), attn_like.size(2),
+               attn_like.size(3), hist_like.size(3) / 3};
 }
 
 unsigned int row_grid(const Shape& s) {
@@ -337,29 +325,20 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
   });
 }
 
-void rpe_attention_gather_cuda(const at::Tensor& bins, const at::Tensor& rel_idx,
-                               const at::Tensor& table, at::Tensor& grad_attn, int* flag) {
+void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
+                               at::Tensor& grad_attn, int* flag) {
   const at::cuda::CUDAGuard guard(grad_attn.device());
-  const bool product = table.defined();
-  const Shape s{grad_attn.size(0) * grad_attn.size(2), grad_attn.size(1), grad_attn.size(2),
-                grad_attn.size(3), product ? table.size(1) : bins.size(3) / 3};
+  const Shape s = shape_of(grad_attn, bin_grad);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const unsigned int grid = row_grid(s);
-  const int64_t row_bins = 3 * s.heads * s.num_bins;
-  const int64_t shared_bytes = row_bins * static_cast<int64_t>(bins.element_size());
+  const int64_t shared_bytes = 3 * s.heads * s.num_bins * static_cast<int64_t>(bin_grad.element_size());
   const bool in_shared = shared_bytes <= kSharedBytes;
-  // (a product that does not fit in shared memory is staged in a row of scratch per block)
-  const at::Tensor scratch =
-      product && !in_shared ? at::empty({static_cast<int64_t>(grid), row_bins}, bins.options()) : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
                                   "rpe_attention_gather_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cuda", [&] {
       rpe_gather_kernel<scalar_t, acc_t, index_t>
-          <<<grid, kThreads, in_shared ? shared_bytes : 0, stream>>>(
-              bins.data_ptr<acc_t>(), rel_idx.data_ptr<index_t>(),
-              product ? table.data_ptr<scalar_t>() : nullptr, product ? table.size(3) : 0,
-              scratch.defined() ? scratch.data_ptr<acc_t>() : nullptr,
+          <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
+              bin_grad.data_ptr<acc_t>(), rel_idx.data_ptr<index_t>(),
               grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
