@@ -1,4 +1,5 @@
 """Helpers of the tests that run tools/*.py in-process on tiny synthetic ScanNet data."""
+import importlib.util
 import os
 import runpy
 import sys
@@ -43,6 +44,14 @@ def run_tool(name, *args):
         runpy.run_path(os.path.join(ROOT, 'tools', f'{name}.py'), run_name='__main__')
     finally:
         sys.argv = argv
+
+
+def load_tool(name):
+    """tools/<name>.py as a module (its functions, without running its main)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 # a model of the synthetic config's architecture, smaller still: seconds per test

@@ -1,6 +1,5 @@
 """Mixed precision: the criterion computes in float32 under autocast (CPU); on a GPU, float16
 autocast of the MAFT-size model stays within the benchmark's stated tolerance of float32."""
-import importlib.util
 import os
 
 import pytest
@@ -11,15 +10,7 @@ from mmengine.structures import InstanceData
 
 import ikne_plugin.models  # noqa: F401  (registers the criterion)
 from ikne_plugin.datasets.synthetic_scene import synthetic_scene
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location('benchmark', os.path.join(ROOT, 'tools', 'benchmark.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from _tools import ROOT, load_tool
 
 
 def test_criterion_computes_in_float32_under_autocast():
@@ -49,7 +40,7 @@ def test_criterion_computes_in_float32_under_autocast():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 def test_float16_autocast_matches_float32_on_cuda():
-    benchmark = load_benchmark()
+    benchmark = load_tool('benchmark')
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(os.path.join(ROOT, 'configs', 'ikne_trans_scannet.py')).model).cuda()
     scenes = [benchmark.scene_inputs(synthetic_scene(50_000, seed), torch.device('cuda'))

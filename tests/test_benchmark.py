@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from _tools import ROOT, TINY_MODEL, one_thread, run_tool  # noqa: F401 (fixture: one torch thread)
+from _tools import ROOT, TINY_MODEL, load_tool, one_thread, run_tool  # noqa: F401 (fixture: one torch thread)
 
 from ikne_plugin.datasets.synthetic_scene import synthetic_scene
 
@@ -35,3 +35,13 @@ def test_runs_on_the_cpu(tmp_path):
         assert abs(sum(stages.values()) - total) <= 0.05 * total + 5  # the stages make up the run
     assert train['voxels'] > inference['voxels'] > 0 and inference['superpoints'] > 1000
     assert result['ratios']['step_over_backbone_fwd_bwd'] == train['step_ms'] / train['backbone_fwd_bwd_ms']
+
+
+def test_idle_by_stage_counts_the_gaps_between_busy_intervals():
+    idle_by_stage = load_tool('benchmark').idle_by_stage
+    marks = [(0, 'start'), (100, 'a'), (250, 'b'), (400, 'a')]  # us; stage 'a' met twice
+    busy = [(10, 40), (30, 60), (90, 180), (300, 320), (390, 500)]  # overlapping and past the end
+    idle = idle_by_stage(marks, busy)
+    # a: [0, 100) idle 10 + 30, [250, 400) idle 50 + 70; b: [100, 250) idle 70
+    assert idle == {'a': 0.16, 'b': 0.07}
+    assert idle_by_stage(marks, []) == {'a': 0.25, 'b': 0.15}

@@ -1,5 +1,4 @@
 """The ScanNet converter: round trip on synthetic scenes, bad inputs, idempotence, interrupts."""
-import importlib.util
 import json
 import os
 import pickle
@@ -19,18 +18,10 @@ from ikne_plugin.datasets.scannet_raw import (AGGREGATION_SUFFIX, LABELS_MESH_SU
                                               MESH_SUFFIX, SEGS_SUFFIX)
 from ikne_plugin.datasets.synthetic_scannet import generate_room, make_synthetic_scannet
 from ikne_plugin.ops import segment_mesh
+from _tools import ROOT, load_tool
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPACING = 0.25  # coarse rooms (a few thousand vertices) keep the tests fast
 SEED = 7
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'create_data', os.path.join(ROOT, 'tools', 'create_data.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope='module')
@@ -236,7 +227,7 @@ def test_bad_scene_is_reported_and_others_finish(raw_root, tmp_path, capsys, cas
     root = _copy_root(raw_root, tmp_path)
     bad_file, message = _corrupt(root, os.path.join(root, 'train'), 'scene0001_00', case)
     out = str(tmp_path / 'out')
-    assert _load_tool().main(['scannet', '--root', root, '--out', out]) == 1
+    assert load_tool('create_data').main(['scannet', '--root', root, '--out', out]) == 1
     err = capsys.readouterr().err
     assert '1 of 4 scenes failed' in err
     assert 'train/scene0001_00' in err and bad_file in err and message in err
@@ -248,7 +239,7 @@ def test_bad_scene_is_reported_and_others_finish(raw_root, tmp_path, capsys, cas
 
 def test_parallel_workers_give_the_same_files(raw_root, converted, tmp_path):
     out = str(tmp_path / 'out')
-    assert _load_tool().main(['scannet', '--root', raw_root, '--out', out, '--workers', '2']) == 0
+    assert load_tool('create_data').main(['scannet', '--root', raw_root, '--out', out, '--workers', '2']) == 0
     for key, path in scene_outputs(out, 'train', 'scene0001_00').items():
         with open(path, 'rb') as f, open(scene_outputs(converted, 'train', 'scene0001_00')[key],
                                          'rb') as g:

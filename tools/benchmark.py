@@ -21,8 +21,9 @@ times with the GPU synchronised before and after; the per-stage breakdown comes 
 events recorded at the stage boundaries by module hooks in the same runs (no extra
 synchronisation; perf_counter on the CPU), so the stages add up to the total. On CUDA the
 host synchronisations of one training step are counted by place in the code
-(``torch.cuda.set_sync_debug_mode``), and the GPU's busy time of a run (torch.profiler) is
-set against its wall time.
+(``torch.cuda.set_sync_debug_mode``), the GPU's busy time of a run (torch.profiler) is
+set against its wall time, and the GPU's idle time in a training step is split by the stage
+the host was in meanwhile (where the host, not the GPU, bounds the step).
 
 Scenes: the synthetic ScanNet-size scene of every benchmark
 (``ikne_plugin.datasets.synthetic_scene``: a room shell and 12 furniture boxes; 150k points
@@ -77,10 +78,14 @@ class StageClock:
         self.cuda = device.type == 'cuda'
         self.marks = None  # [(stage, stamp)] while recording
         self.last = []  # the marks of the last recording
+        self.to_profiler = False  # also put each mark on torch.profiler's timeline
 
     def mark(self, stage):
         if self.marks is None:
             return
+        if self.to_profiler:
+            with torch.profiler.record_function(PROFILER_MARK + stage):
+                pass
         if self.cuda:
             stamp = torch.cuda.Event(enable_timing=True)
             stamp.record()
@@ -106,6 +111,51 @@ class StageClock:
             ms = start.elapsed_time(end) if self.cuda else (end - start) * 1e3
             out[stage] = out.get(stage, 0.0) + ms
         return out
+
+
+# The name of a stage mark on torch.profiler's timeline, before the stage's name.
+PROFILER_MARK = 'stage mark: '
+
+
+def gpu_idle_by_stage(fn, clock):
+    """{stage: ms} of one run of fn() on CUDA: how long the GPU sat idle (no kernel or copy
+    running) while the host was in each stage, i.e. where the host (Python, launches, host
+    syncs) rather than the GPU bounds the step. From torch.profiler's timeline, whose own
+    cost per operator inflates the host's time: it says where, more than how much. None (with
+    a note) where the profiler cannot see the GPU."""
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    clock.to_profiler = True
+    try:
+        with torch.profiler.profile(activities=activities) as prof, clock.recording():
+            fn()
+            torch.cuda.synchronize()
+    except RuntimeError as error:  # no CUPTI: the figure is missing, the others stand
+        print(f'GPU idle time by stage not measured: {error}')
+        return None
+    finally:
+        clock.to_profiler = False
+    events = prof.events()
+    marks = sorted((e.time_range.start, e.name[len(PROFILER_MARK):]) for e in events
+                   if e.name.startswith(PROFILER_MARK))
+    busy = [(e.time_range.start, e.time_range.end) for e in events
+            if e.device_type == torch.autograd.DeviceType.CUDA]
+    return idle_by_stage(marks, busy)
+
+
+def idle_by_stage(marks, busy):
+    """{stage: idle ms} from ``marks`` [(time, stage ending there)], sorted by time, the first
+    being the start, and the device's ``busy`` intervals [(start, end)], times in us."""
+    merged = []
+    for start, end in sorted(busy):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    idle = {}
+    for (begin, _), (end, stage) in zip(marks, marks[1:]):
+        covered = sum(max(0, min(e, end) - max(s, begin)) for s, e in merged)
+        idle[stage] = idle.get(stage, 0.0) + (end - begin - covered) / 1e3
+    return idle
 
 
 class _MarkAfter:
@@ -299,6 +349,7 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         out['inference']['gpu_busy_ms'] = gpu_busy_ms(infer)
         model.train()
         out['train']['gpu_busy_ms'] = gpu_busy_ms(train_step)
+        out['train']['gpu_idle_by_stage_ms'] = gpu_idle_by_stage(train_step, clock)
     out['ratios'] = dict(
         inference_over_backbone=infer_ms / out['inference']['backbone_ms'],
         step_over_backbone_fwd_bwd=step_ms / out['train']['backbone_fwd_bwd_ms'])
@@ -354,6 +405,11 @@ def print_report(result):
             + f"; mask signs agree {dev['mask_sign_agreement']:.4f}; tolerance {dev['tolerance']:.0e}: "
             + ('within' if dev['within_tolerance'] else 'EXCEEDED'))
     for k in runs:
+        idle = result[k]['train'].get('gpu_idle_by_stage_ms')
+        if idle:
+            print(f'GPU idle in one training step ({k}, profiled), by the host\'s stage, ms: '
+                  + ', '.join(f'{stage} {ms:.2f}' for stage, ms in idle.items())
+                  + f'; total {sum(idle.values()):.2f}')
         syncs = result[k]['train'].get('host_syncs')
         if syncs:
             print(f'host syncs of one training step ({k}): ' + '; '.join(f'{n}x {w}' for w, n in syncs.items()))
