@@ -137,8 +137,9 @@ def gpu_idle_by_stage(fn, clock):
     events = prof.events()
     marks = sorted((e.time_range.start, e.name[len(PROFILER_MARK):]) for e in events
                    if e.name.startswith(PROFILER_MARK))
+    # kernels and copies: not the user annotations' spans on the GPU timeline, which cover gaps
     busy = [(e.time_range.start, e.time_range.end) for e in events
-            if e.device_type == torch.autograd.DeviceType.CUDA]
+            if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation]
     return idle_by_stage(marks, busy)
 
 
