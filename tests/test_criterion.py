@@ -32,7 +32,8 @@ def predictions(num_layers=1, sizes=(4, 5), num_queries=3, num_classes=2, seed=0
 
 def fixed_matcher(matches):
     """Stand-in matcher returning the given (query_idx, gt_idx) per scene for every layer."""
-    return lambda layers, gts: [[(torch.tensor(q), torch.tensor(k)) for q, k in matches] for _ in layers]
+    return lambda batch: [[(torch.tensor(q), torch.tensor(k)) for q, k in matches]
+                          for _ in range(batch.cls_logits.shape[1])]
 
 
 def test_layer_losses_match_explicit_formulas():
@@ -85,6 +86,11 @@ def test_layer_losses_match_explicit_formulas():
     assert set(losses) == set(expected)
     for key, value in expected.items():
         assert math.isclose(losses[key].item(), value, rel_tol=1e-9), key
+
+
+def test_assignment_threshold_out_of_range_is_refused():
+    with pytest.raises(ValueError, match='assign_iou_thr'):
+        MODELS.build(dict(type='IKNECriterion', assign_iou_thr=0.0))
 
 
 def test_aux_layer_keys_and_last_layer_dice_switch():
@@ -168,10 +174,10 @@ def test_all_layers_at_once_equal_each_layer_alone():
     as_tensors = [[(torch.tensor(q, dtype=torch.long), torch.tensor(k, dtype=torch.long)) for q, k in layer]
                   for layer in per_layer]
     criterion = MODELS.build(dict(type='IKNECriterion', num_classes=2))
-    criterion.matcher = lambda layers, gts: as_tensors
+    criterion.matcher = lambda batch: as_tensors
     together = criterion(preds, gts)
     for i, layer in enumerate(preds['layers']):
-        criterion.matcher = lambda layers, gts, i=i: [as_tensors[i]]
+        criterion.matcher = lambda batch, i=i: [as_tensors[i]]
         alone = criterion(dict(layers=[layer], queries=preds['queries']), gts)
         prefix = '' if i == 2 else f'd{i}.'
         for key, value in alone.items():

@@ -5,6 +5,7 @@ from mmdet3d.registry import MODELS
 
 import ikne_plugin.models  # noqa: F401  (registers the losses)
 from ikne_plugin.models.losses import assign_by_mask_iou, similarity_target, truncated_svd_reconstruction
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT, pad_scenes
 
 
 def explicit_loss(sim, target, lam, low=None, high=None):
@@ -41,6 +42,11 @@ def test_assignment_by_mask_iou():
     assert assign_by_mask_iou(logits, gt).tolist() == [0, 0, 1, 1]
     assert assign_by_mask_iou(logits, gt, iou_thr=0.6).tolist() == [0, -1, -1, 1]
     assert assign_by_mask_iou(logits, gt[:0]).tolist() == [-1, -1, -1, -1]
+    # batched with a second scene of one GT (padded: an empty GT mask) and two padded superpoints
+    padded = pad_scenes([gt, torch.tensor([[1, 1]], dtype=torch.bool)])
+    second = torch.tensor([[5.0, 5.0], [5.0, -5.0], [-5.0, 5.0], [-5.0, -5.0]])
+    scenes = pad_scenes([logits, second], PAD_LOGIT)
+    assert assign_by_mask_iou(scenes, padded).tolist() == [[0, 0, 1, 1], [0, 0, 0, -1]]
 
 
 @pytest.mark.parametrize('target', ['same_instance', 'identity'])

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from mmdet3d.registry import MODELS
 from torch import nn
 
+from ikne_plugin.models.task_modules.padded_batch import PaddedBatch
 from ikne_plugin.utils.background_call import BackgroundCall
 from .instance_similarity import assign_by_mask_iou
 
@@ -95,6 +96,8 @@ class IKNECriterion(nn.Module):
         self.score_iou_thr = score_iou_thr
         self.ika_loss = MODELS.build(ika_loss) if ika_loss is not None else None
         self.isg_loss = MODELS.build(isg_loss) if isg_loss is not None else None
+        if not 0 < assign_iou_thr <= 1:  # 0 would assign queries to GT they do not overlap at all
+            raise ValueError(f'assign_iou_thr must be in (0, 1], got {assign_iou_thr}')
         self.assign_iou_thr = assign_iou_thr
         self.average_last_dice = average_last_dice
         self.box_weight = box_weight
@@ -104,81 +107,63 @@ class IKNECriterion(nn.Module):
         # new_full and cat, not an item assignment, which copies the scalar to the device and waits
         return torch.cat([like.new_ones(self.num_classes), like.new_full((1, ), self.no_object_weight)])
 
-    def set_losses(self, layers: Sequence[Dict], matches: Sequence, gts: Sequence) -> List[Dict[str, torch.Tensor]]:
+    def set_losses(self, batch: PaddedBatch, matches: Sequence) -> List[Dict[str, torch.Tensor]]:
         """Weighted matched losses of every layer (see the class docstring), computed for all
-        layers at once: the matches of all (layer, scene) pairs form one table, the class, centre
-        and box terms take one pass over it, the mask terms one pass per scene (the scenes have
-        different superpoint counts), and per-(layer, scene) sums come from ``index_add``. So
-        the launches do not grow with the number of layers, and nothing waits for the GPU."""
-        num_layers, (batch_size, num_queries) = len(layers), layers[0]['cls_logits'].shape[:2]
-        device = layers[0]['cls_logits'].device
-        # The match table, scene-major: per scene, the matches of layer 0, 1, ...; key = layer * B + scene.
-        counts = torch.tensor([[len(matches[i][b][0]) for b in range(batch_size)]
-                               for i in range(num_layers)])  # host [L, B]: matches per (layer, scene)
-        len_per_scene = counts.sum(0).tolist()  # host: each scene's block in the table
-        keys = torch.arange(num_layers * batch_size).view(num_layers, batch_size)
+        layers and scenes at once on the batch's padded tensors: the matches of all (scene,
+        layer) pairs form one table, each term takes one pass over it, and per-(scene, layer)
+        sums come from ``index_add``. So the launches grow with neither the layers nor the
+        scenes, and nothing waits for the GPU."""
+        batch_size, num_layers, num_queries = batch.cls_logits.shape[:3]
+        num_gt = batch.gt_labels.shape[1]
+        device = batch.cls_logits.device
+        # The match table; key = scene * L + layer.
+        counts = torch.tensor([[len(matches[i][b][0]) for i in range(num_layers)]
+                               for b in range(batch_size)])  # host [B, L]: matches per (scene, layer)
         query = torch.cat([matches[i][b][0] for b in range(batch_size) for i in range(num_layers)]).to(device)
         gt_idx = torch.cat([matches[i][b][1] for b in range(batch_size) for i in range(num_layers)]).to(device)
-        key = torch.repeat_interleave(keys.T.flatten().to(device, non_blocking=True),
-                                      counts.T.flatten().to(device, non_blocking=True),
-                                      output_size=int(counts.sum()))
+        key = torch.repeat_interleave(torch.arange(batch_size * num_layers, device=device),
+                                      counts.flatten().to(device, non_blocking=True), output_size=int(counts.sum()))
         match_counts = counts.to(device, non_blocking=True)
-        scene = key % batch_size
-        row = key * num_queries + query  # into [L, B, Q] flattened
-        gt_offset = torch.tensor([0] + [len(gt.labels_3d) for gt in gts[:-1]]).cumsum(0)
-        gt_global = gt_idx + gt_offset.to(device, non_blocking=True)[scene]
-        gt_labels = torch.cat([gt.labels_3d for gt in gts])
-        dtype = layers[0]['centers'].dtype
-        gt_centers = torch.cat([gt.centers for gt in gts]).to(dtype)
-
-        cls_logits = torch.stack([layer['cls_logits'] for layer in layers])  # [L, B, Q, C+1]
-        centers = torch.stack([layer['centers'] for layer in layers])  # [L, B, Q, 3]
-        scores = torch.stack([layer['scores'][..., 0] for layer in layers])  # [L, B, Q]
-        boxes = torch.stack([layer['boxes'] for layer in layers]) if 'boxes' in layers[0] else None
+        scene, layer_of = key // num_layers, key % num_layers
+        row = key * num_queries + query  # into [B, L, Q] flattened
+        gt_row = scene * num_gt + gt_idx  # into [B, K] flattened
         # 0 x every prediction: keeps each one in the graph (scenes without GT instances)
-        keep_graph = (scores.sum() + centers.sum() + (boxes.sum() if boxes is not None else 0) +
-                      sum(m.sum() for layer in layers for m in layer['mask_logits'])) * 0
+        keep_graph = (batch.scores.sum() + batch.centers.sum() + batch.mask_logits.sum() +
+                      (batch.boxes.sum() if batch.boxes is not None else 0)) * 0
 
         # class: weighted CE over all queries, per layer
-        tgt_class = torch.full((num_layers * batch_size * num_queries, ), self.num_classes, dtype=torch.long,
-                               device=device).index_put((row, ), gt_labels[gt_global])
-        weights = self.class_weights(cls_logits)
-        ce = F.cross_entropy(cls_logits.flatten(0, 2), tgt_class, weights, reduction='none')
-        loss_cls = ce.view(num_layers, -1).sum(-1) / weights[tgt_class].view(num_layers, -1).sum(-1)
+        tgt_class = torch.full((batch_size * num_layers * num_queries, ), self.num_classes, dtype=torch.long,
+                               device=device).index_put((row, ), batch.gt_labels.flatten()[gt_row])
+        weights = self.class_weights(batch.cls_logits)
+        ce = F.cross_entropy(batch.cls_logits.flatten(0, 2), tgt_class, weights, reduction='none')
+        loss_cls = (ce.view(batch_size, num_layers, -1).sum((0, 2)) /
+                    weights[tgt_class].view(batch_size, num_layers, -1).sum((0, 2)))
 
         # centre (and box): L1 over the matches of the batch, per layer
-        layer_of = key // batch_size
-
         def layer_mean(values):
-            return centers.new_zeros(num_layers).index_add(0, layer_of, values) / match_counts.sum(-1).clamp_min(1)
+            return values.new_zeros(num_layers).index_add(0, layer_of, values) / match_counts.sum(0).clamp_min(1)
 
-        loss_center = layer_mean((centers.view(-1, 3)[row] - gt_centers[gt_global]).abs().sum(-1)) + keep_graph
+        loss_center = layer_mean((batch.centers.view(-1, 3)[row] - batch.gt_centers.view(-1, 3)[gt_row]).abs().sum(-1))
+        loss_center = loss_center + keep_graph
         loss_box = None
-        if boxes is not None:
-            gt_boxes = torch.cat([gt.boxes for gt in gts]).to(dtype)[gt_global]
-            loss_box = layer_mean(_box_terms(boxes.view(-1, 6)[row], gt_boxes)) + keep_graph
+        if batch.boxes is not None:
+            loss_box = layer_mean(_box_terms(batch.boxes.view(-1, 6)[row], batch.gt_boxes.view(-1, 6)[gt_row]))
+            loss_box = loss_box + keep_graph
 
-        # masks, per scene over all its layers' matches: per-match BCE, Dice, IoU -> score error
-        per_match = []  # (bce, dice, squared score error x kept, kept) per match, scene-major
-        start = 0
-        for b, (gt, scene_matches) in enumerate(zip(gts, len_per_scene)):
-            end = start + scene_matches
-            masks = torch.stack([layer['mask_logits'][b] for layer in layers]).flatten(0, 1)  # [L * Q, S_b]
-            pred = masks[(layer_of[start:end]) * num_queries + query[start:end]]
-            tgt = gt.sp_masks[gt_idx[start:end]].to(pred.dtype)
-            iou = _rowwise_mask_iou(pred, tgt)
-            keep = (iou > self.score_iou_thr).to(iou.dtype)
-            sq_err = (scores.view(-1)[row[start:end]] - iou) ** 2
-            per_match.append(torch.stack([
-                F.binary_cross_entropy_with_logits(pred, tgt, reduction='none').mean(-1),
-                _dice_terms(pred, tgt), sq_err * keep, keep], -1))
-            start = end
-        sums = centers.new_zeros(num_layers * batch_size, 4).index_add(0, key, torch.cat(per_match))
-        sums = sums.view(num_layers, batch_size, 4)
-        # per (layer, scene): mean over its matches (0 without any); then summed over the scenes
-        mask_bce = (sums[..., 0] / match_counts.clamp_min(1)).sum(-1) + keep_graph
-        mask_dice = (sums[..., 1] / match_counts.clamp_min(1)).sum(-1) + keep_graph
-        score_loss = (sums[..., 2] / sums[..., 3].clamp_min(1)).sum(-1) + keep_graph
+        # masks: per-match BCE (a mean over the scene's own superpoints), Dice, IoU -> score error
+        pred = batch.mask_logits.flatten(0, 2)[row]  # [M, S]; padded superpoints add 0 to every sum
+        tgt = batch.gt_masks.flatten(0, 1)[gt_row]
+        bce = F.binary_cross_entropy_with_logits(pred, tgt, reduction='none').sum(-1) / batch.sp_counts[scene]
+        iou = _rowwise_mask_iou(pred, tgt)
+        keep = (iou > self.score_iou_thr).to(iou.dtype)
+        sq_err = (batch.scores.flatten()[row] - iou) ** 2
+        per_match = torch.stack([bce, _dice_terms(pred, tgt), sq_err * keep, keep], -1)
+        sums = per_match.new_zeros(batch_size * num_layers, 4).index_add(0, key, per_match)
+        sums = sums.view(batch_size, num_layers, 4)
+        # per (scene, layer): mean over its matches (0 without any); then summed over the scenes
+        mask_bce = (sums[..., 0] / match_counts.clamp_min(1)).sum(0) + keep_graph
+        mask_dice = (sums[..., 1] / match_counts.clamp_min(1)).sum(0) + keep_graph
+        score_loss = (sums[..., 2] / sums[..., 3].clamp_min(1)).sum(0) + keep_graph
 
         out = []
         for i in range(num_layers):
@@ -218,22 +203,20 @@ class IKNECriterion(nn.Module):
         would otherwise spend idle; ISG's eigendecomposition, which waits for the GPU, runs in the
         background (:class:`BackgroundCall`) until the set losses are queued."""
         layers = preds['layers']
+        batch = PaddedBatch.build(layers, gts)
         ika = isg = None
         if self.ika_loss is not None or self.isg_loss is not None:
             features = list(preds['queries'])
-            assignments = [
-                assign_by_mask_iou(masks, gt.sp_masks, self.assign_iou_thr)
-                for masks, gt in zip(layers[-1]['mask_logits'], gts)
-            ]
+            assignments = list(assign_by_mask_iou(batch.mask_logits[:, -1], batch.gt_masks, self.assign_iou_thr))
             if self.isg_loss is not None:
                 low_rank = {'low_rank': list(preds['low_rank_queries'])} if 'low_rank_queries' in preds else {}
                 isg = BackgroundCall(preds['queries'].device, self.isg_loss, features, assignments, **low_rank)
             if self.ika_loss is not None:
                 ika = self.ika_loss(features, assignments)
-        matches = self.matcher(layers, gts)
+        matches = self.matcher(batch)
         losses = {}
         last = len(layers) - 1
-        for i, layer_losses in enumerate(self.set_losses(layers, matches, gts)):
+        for i, layer_losses in enumerate(self.set_losses(batch, matches)):
             prefix = '' if i == last else f'd{i}.'
             losses.update({prefix + k: v for k, v in layer_losses.items()})
         if ika is not None:

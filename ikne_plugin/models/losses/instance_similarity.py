@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from ikne_plugin.models.task_modules.padded_batch import pad_scenes
 from .mask_iou import pairwise_mask_iou
 
 TARGETS = ('same_instance', 'identity')
@@ -29,12 +30,13 @@ def assign_by_mask_iou(mask_logits: torch.Tensor, gt_masks: torch.Tensor,
                        iou_thr: float = 0.5) -> torch.Tensor:
     """GT instance of highest mask IoU per query, or -1 where that IoU < ``iou_thr``.
 
-    mask_logits: [Q, S]; gt_masks: [K, S] -> int64 [Q].
+    mask_logits: [..., Q, S]; gt_masks: [..., K, S] -> int64 [..., Q]. An empty GT mask (a
+    scene's padding in a batch) has IoU 0 with every query: never assigned if ``iou_thr`` > 0.
     """
-    assignment = torch.full((mask_logits.shape[0], ), -1, dtype=torch.long, device=mask_logits.device)
-    if gt_masks.shape[0] == 0:
+    assignment = torch.full(mask_logits.shape[:-1], -1, dtype=torch.long, device=mask_logits.device)
+    if gt_masks.shape[-2] == 0:
         return assignment
-    best_iou, best_gt = pairwise_mask_iou(mask_logits, gt_masks).max(dim=1)
+    best_iou, best_gt = pairwise_mask_iou(mask_logits, gt_masks).max(dim=-1)
     return torch.where(best_iou >= iou_thr, best_gt, assignment)
 
 
@@ -69,13 +71,6 @@ def weighted_target_loss(sim: torch.Tensor, target: torch.Tensor, off_target_wei
     # where() rather than boolean indexing, which waits for the GPU to count the selection
     return (torch.where(target & valid, sq, 0).sum() +
             off_target_weight * torch.where(~target & valid, sq, 0).sum())
-
-
-def pad_scenes(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tensor:
-    """Per-scene ``[N_i, ...]`` tensors as one ``[B, max N_i, ...]`` batch padded with ``value``."""
-    if len({t.shape for t in tensors}) == 1:
-        return torch.stack(list(tensors))
-    return nn.utils.rnn.pad_sequence(list(tensors), batch_first=True, padding_value=value)
 
 
 class InstanceSimilarityLoss(nn.Module):
