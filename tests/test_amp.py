@@ -10,6 +10,7 @@ from mmengine.structures import InstanceData
 
 import ikne_plugin.models  # noqa: F401  (registers the criterion)
 from ikne_plugin.datasets.synthetic_scene import synthetic_scene
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT, pad_scenes
 from _tools import ROOT, load_tool
 
 
@@ -22,16 +23,15 @@ def test_criterion_computes_in_float32_under_autocast():
     # inputs exactly representable in bfloat16, so both runs see the same numbers
     rand = lambda *shape: (torch.randn(*shape, generator=g) * 3).bfloat16()
     layers = [dict(cls_logits=rand(2, queries, 5), scores=rand(2, queries, 1), centers=rand(2, queries, 3),
-                   mask_logits=[rand(queries, s) for s in sizes]) for _ in range(2)]
-    preds = dict(layers=layers, queries=rand(2, queries, 16))
+                   mask_logits=pad_scenes([rand(queries, s) for s in sizes], PAD_LOGIT)) for _ in range(2)]
+    preds = dict(layers=layers, sp_counts=list(sizes), queries=rand(2, queries, 16))
     gts = [InstanceData(labels_3d=torch.randint(0, 4, (5, ), generator=g),
                         sp_masks=torch.rand(5, s, generator=g) > 0.6, centers=torch.randn(5, 3, generator=g))
            for s in sizes]
     with torch.autocast('cpu', dtype=torch.bfloat16):
         mixed = criterion(preds, gts)
-    as_float = lambda x: x.float() if isinstance(x, torch.Tensor) else [as_float(v) for v in x]
-    reference = criterion(dict(layers=[{k: as_float(v) for k, v in layer.items()} for layer in layers],
-                               queries=preds['queries'].float()), gts)
+    reference = criterion(dict(layers=[{k: v.float() for k, v in layer.items()} for layer in layers],
+                               sp_counts=preds['sp_counts'], queries=preds['queries'].float()), gts)
     assert mixed.keys() == reference.keys()
     for key in reference:
         assert mixed[key].dtype == torch.float32, key

@@ -3,10 +3,12 @@ import json
 import os
 
 import numpy as np
+import torch
 
 from _tools import ROOT, TINY_MODEL, load_tool, one_thread, run_tool  # noqa: F401 (fixture: one torch thread)
 
 from ikne_plugin.datasets.synthetic_scene import synthetic_scene
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT
 
 
 def test_scenes_have_scannet_size():
@@ -45,3 +47,10 @@ def test_idle_by_stage_counts_the_gaps_between_busy_intervals():
     # a: [0, 100) idle 10 + 30, [250, 400) idle 50 + 70; b: [100, 250) idle 70
     assert idle == {'a': 0.16, 'b': 0.07}
     assert idle_by_stage(marks, []) == {'a': 0.25, 'b': 0.15}
+
+
+def test_real_mask_logits_leave_out_the_padding():
+    """amp_deviation compares the masks of the real superpoints only."""
+    masks = torch.tensor([[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], [[7.0, 8.0, PAD_LOGIT], [9.0, 10.0, PAD_LOGIT]]])
+    preds = dict(layers=[dict(mask_logits=masks)], sp_counts=[3, 2])
+    assert load_tool('benchmark').real_mask_logits(preds).tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]

@@ -110,7 +110,7 @@ def test_training_decoder_compiles_whole():
         for head in (eager, compiled):
             out = head(dict(sp_feats=sp_feats, sp_xyz=sp_xyz))
             loss = out['queries'].square().sum() + sum(
-                sum(m.sigmoid().sum() for m in layer['mask_logits']) + layer['cls_logits'].square().sum()
+                layer['mask_logits'].sigmoid().sum() + layer['cls_logits'].square().sum()
                 + layer['centers'].sum() for layer in out['layers'])
             wrt = [*sp_feats, *head.parameters()]
             grads = torch.autograd.grad(loss, wrt, allow_unused=True)

@@ -9,6 +9,7 @@ from mmengine.structures import InstanceData
 
 import ikne_plugin.models  # noqa: F401  (registers the criterion, matcher and losses)
 import ikne_plugin.models.heads  # noqa: F401
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT, pad_scenes
 
 
 def gt(labels, masks, centers):
@@ -21,13 +22,18 @@ def predictions(num_layers=1, sizes=(4, 5), num_queries=3, num_classes=2, seed=0
     g = torch.Generator().manual_seed(seed)
     B = len(sizes)
 
-    def leaf(*shape):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64) * 2
 
+    def leaf(*shape):
+        return rand(*shape).requires_grad_()
+
+    # masks as the heads give them: [B, Q, max S] with PAD_LOGIT past each scene's superpoints
     layers = [dict(cls_logits=leaf(B, num_queries, num_classes + 1), scores=leaf(B, num_queries, 1),
-                   centers=leaf(B, num_queries, 3), mask_logits=[leaf(num_queries, s) for s in sizes])
+                   centers=leaf(B, num_queries, 3),
+                   mask_logits=pad_scenes([rand(num_queries, s) for s in sizes], PAD_LOGIT).requires_grad_())
               for _ in range(num_layers)]
-    return dict(layers=layers, queries=leaf(B, num_queries, 8))
+    return dict(layers=layers, sp_counts=list(sizes), queries=leaf(B, num_queries, 8))
 
 
 def fixed_matcher(matches):
@@ -45,7 +51,7 @@ def test_layer_losses_match_explicit_formulas():
            gt([1], [[1, 0, 1, 0, 1]], [[-0.5, 0.0, 2.0]])]
     # Make one matched mask agree with its GT (IoU 1 > 0.5) so the score term is active.
     with torch.no_grad():
-        layer['mask_logits'][1][1] = torch.tensor([3.0, -3.0, 2.0, -1.0, 4.0])
+        layer['mask_logits'][1, 1] = torch.tensor([3.0, -3.0, 2.0, -1.0, 4.0])
     criterion = MODELS.build(dict(type='IKNECriterion', num_classes=2))
     criterion.matcher = fixed_matcher(matches)
     losses = criterion(preds, gts)
@@ -66,7 +72,7 @@ def test_layer_losses_match_explicit_formulas():
     for b in range(2):
         per_bce, per_dice, per_score = [], [], []
         for q, k in zip(*matches[b]):
-            x = layer['mask_logits'][b][q].tolist()
+            x = layer['mask_logits'][b, q, :preds['sp_counts'][b]].tolist()
             t = gts[b].sp_masks[k].double().tolist()
             per_bce += [-(ti * math.log(sig(xi)) + (1 - ti) * math.log(1 - sig(xi))) for xi, ti in zip(x, t)]
             p = [sig(xi) for xi in x]
@@ -86,6 +92,9 @@ def test_layer_losses_match_explicit_formulas():
     assert set(losses) == set(expected)
     for key, value in expected.items():
         assert math.isclose(losses[key].item(), value, rel_tol=1e-9), key
+    # the padded superpoint of scene 0 adds nothing
+    sum(losses.values()).backward()
+    assert (layer['mask_logits'].grad[0, :, 4:] == 0).all() and (layer['mask_logits'].grad[0, :, :4] != 0).any()
 
 
 def test_assignment_threshold_out_of_range_is_refused():
@@ -124,7 +133,7 @@ def test_batch_without_gt_gives_finite_losses_and_gradients():
     torch.testing.assert_close(losses['loss_cls'], 0.5 * expected)
     sum(losses.values()).backward()
     for layer in preds['layers']:
-        for t in [layer['cls_logits'], layer['scores'], layer['centers'], *layer['mask_logits']]:
+        for t in [layer['cls_logits'], layer['scores'], layer['centers'], layer['mask_logits']]:
             assert t.grad is not None and torch.isfinite(t.grad).all()
 
 
@@ -178,7 +187,7 @@ def test_all_layers_at_once_equal_each_layer_alone():
     together = criterion(preds, gts)
     for i, layer in enumerate(preds['layers']):
         criterion.matcher = lambda batch, i=i: [as_tensors[i]]
-        alone = criterion(dict(layers=[layer], queries=preds['queries']), gts)
+        alone = criterion(dict(layers=[layer], sp_counts=preds['sp_counts'], queries=preds['queries']), gts)
         prefix = '' if i == 2 else f'd{i}.'
         for key, value in alone.items():
             torch.testing.assert_close(together[prefix + key], value, rtol=1e-12, atol=1e-12)
@@ -204,15 +213,15 @@ def test_cuda_losses_and_gradients_equal_the_cpu():
     criterion = MODELS.build(dict(type='IKNECriterion', num_classes=2, ika_loss=dict(type='IKALoss'),
                                   isg_loss=dict(type='ISGLoss', rank=3)))
     leaves = [t for layer in preds['layers'] for t in
-              (layer['cls_logits'], layer['scores'], layer['centers'], *layer['mask_logits'])] + [preds['queries']]
+              (layer['cls_logits'], layer['scores'], layer['centers'], layer['mask_logits'])] + [preds['queries']]
     results = []
     for device in ('cpu', 'cuda'):
         on_device = [t.detach().to(device).requires_grad_() for t in leaves]
         moved, it = [], iter(on_device)
         for layer in preds['layers']:
-            moved.append(dict(cls_logits=next(it), scores=next(it), centers=next(it),
-                              mask_logits=[next(it) for _ in layer['mask_logits']]))
-        losses = criterion(dict(layers=moved, queries=next(it)), [g.to(device) for g in gts])
+            moved.append(dict(cls_logits=next(it), scores=next(it), centers=next(it), mask_logits=next(it)))
+        losses = criterion(dict(layers=moved, sp_counts=preds['sp_counts'], queries=next(it)),
+                           [g.to(device) for g in gts])
         grads = torch.autograd.grad(sum(losses.values()), on_device)
         results.append(({k: v.cpu() for k, v in losses.items()}, [g.cpu() for g in grads]))
     (cpu_losses, cpu_grads), (cuda_losses, cuda_grads) = results

@@ -12,6 +12,7 @@ from mmengine.structures import InstanceData
 import ikne_plugin.models  # noqa: F401  (registers the heads)
 from ikne_plugin.ops import furthest_point_sample
 from ikne_plugin.models.task_modules import matrix_nms
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAIRS = [('ikne_trans_scannet.py', 'ikne_kernel_scannet.py'),
@@ -110,7 +111,8 @@ def test_scannet_kernel_head_builds_with_the_papers_sizes():
     with torch.no_grad():
         out = head(x)
     assert out['layers'][0]['cls_logits'].shape == (1, 256, 19)
-    assert out['layers'][0]['mask_logits'][0].shape == (256, 90) and out['queries'].shape == (1, 256, 128)
+    assert out['layers'][0]['mask_logits'].shape == (1, 256, 90) and out['queries'].shape == (1, 256, 128)
+    assert out['sp_counts'] == [90]
 
 
 def small_head(**overrides):
@@ -152,7 +154,7 @@ def test_candidates_come_from_the_foreground_shifted_by_the_offsets():
 def test_batched_candidate_sampling_equals_each_scene_alone():
     """One FPS call for scenes of different sizes (padded with copies of each scene's first
     point) samples exactly each scene's own FPS, duplicates and too few distinct points included;
-    and a batch's outputs equal each scene's alone (eval mode)."""
+    and a batch's outputs equal each scene's alone (eval mode), masks followed by PAD_LOGIT."""
     head = small_head().eval()
     g = torch.Generator().manual_seed(4)
     few = torch.rand(5, 3, generator=g).repeat(12, 1)  # 60 points, 5 distinct: fewer than 40 samples
@@ -160,16 +162,19 @@ def test_batched_candidate_sampling_equals_each_scene_alone():
     shifted[1][10:20] = shifted[1][0]  # copies of the first point among the real ones
     for batched, points in zip(head._candidates(shifted), shifted):
         assert torch.equal(batched, furthest_point_sample(points[None], 40)[0])
-    sizes = (200, 150)
+    sizes, sp_sizes = (200, 150), (7, 5)
     x = dict(pts_feats=[torch.randn(n, 8, generator=g) for n in sizes], pts_xyz=[torch.rand(n, 3, generator=g) for n in sizes],
-             sp_feats=[torch.randn(7, 8, generator=g) for _ in sizes], sp_xyz=[torch.rand(7, 3, generator=g) for _ in sizes])
+             sp_feats=[torch.randn(s, 8, generator=g) for s in sp_sizes],
+             sp_xyz=[torch.rand(s, 3, generator=g) for s in sp_sizes])
     with torch.no_grad():
         both = head(x)
-        for b in range(2):
+        assert both['sp_counts'] == list(sp_sizes) and both['layers'][0]['mask_logits'].shape == (2, 10, 7)
+        for b, n in enumerate(sp_sizes):
             alone = head({k: [v[b]] for k, v in x.items()})
             for key in ('cls_logits', 'scores', 'centers', 'boxes'):
                 torch.testing.assert_close(both['layers'][0][key][b], alone['layers'][0][key][0])
-            torch.testing.assert_close(both['layers'][0]['mask_logits'][b], alone['layers'][0]['mask_logits'][0])
+            torch.testing.assert_close(both['layers'][0]['mask_logits'][b, :, :n], alone['layers'][0]['mask_logits'][0])
+            assert (both['layers'][0]['mask_logits'][b, :, n:] == PAD_LOGIT).all()
 
 
 def test_dynamic_convolution_equals_a_loop_over_instances():

@@ -8,6 +8,7 @@ from mmdet3d.structures import Det3DDataSample
 
 from ikne_plugin.models.layers import (key_rpe_bias, query_rpe_bias, relative_position_bins,
                                        value_table_to_op_layout)
+from ikne_plugin.models.task_modules.padded_batch import PAD_LOGIT
 
 SMALL = dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6, num_layers=3, d_model=32,
              num_heads=4, ffn_dim=64, rpe_num_bins=8, rpe_bin_size=0.25)
@@ -32,28 +33,33 @@ def test_output_shapes():
     head = small_head()
     (f0, x0), (f1, x1) = scene(20), scene(13, seed=1)
     out = head(dict(sp_feats=[f0, f1], sp_xyz=[x0, x1]))
-    assert len(out['layers']) == 3
+    assert len(out['layers']) == 3 and out['sp_counts'] == [20, 13]
     for layer in out['layers']:
         assert layer['cls_logits'].shape == (2, 6, 5)
         assert layer['scores'].shape == (2, 6, 1)
         assert layer['centers'].shape == (2, 6, 3)
-        assert [m.shape for m in layer['mask_logits']] == [(6, 20), (6, 13)]
+        assert layer['mask_logits'].shape == (2, 6, 20)
+        assert (layer['mask_logits'][1, :, 13:] == PAD_LOGIT).all()
     assert out['queries'].shape == (2, 6, 32)
     # iterative refinement moves the centres from layer to layer
     assert not torch.allclose(out['layers'][0]['centers'], out['layers'][2]['centers'])
 
 
 def test_batch_equals_scenes_alone():
-    """Padding and key masks: a scene gives the same outputs alone and in a batch."""
+    """Padding and key masks: a scene gives the same outputs alone and in a batch (its masks
+    followed by PAD_LOGIT up to the batch's most superpoints)."""
     head = small_head().double()
     scenes = [scene(17, dtype=torch.float64), scene(9, seed=3, dtype=torch.float64)]
     batched = head(dict(sp_feats=[s[0] for s in scenes], sp_xyz=[s[1] for s in scenes]))
+    assert batched['sp_counts'] == [17, 9]
     for b, (f, x) in enumerate(scenes):
         alone = head(dict(sp_feats=[f], sp_xyz=[x]))
+        n = len(f)
         for lb, la in zip(batched['layers'], alone['layers']):
             for key in ('cls_logits', 'scores', 'centers'):
                 torch.testing.assert_close(lb[key][b], la[key][0], atol=1e-10, rtol=1e-10)
-            torch.testing.assert_close(lb['mask_logits'][b], la['mask_logits'][0], atol=1e-10, rtol=1e-10)
+            torch.testing.assert_close(lb['mask_logits'][b, :, :n], la['mask_logits'][0], atol=1e-10, rtol=1e-10)
+            assert (lb['mask_logits'][b, :, n:] == PAD_LOGIT).all()
 
 
 def test_full_configuration_on_a_tiny_scene():
@@ -64,7 +70,7 @@ def test_full_configuration_on_a_tiny_scene():
         out = head(dict(sp_feats=[f], sp_xyz=[x]))
     last = out['layers'][-1]
     assert len(out['layers']) == 6
-    assert last['cls_logits'].shape == (1, 400, 19) and last['mask_logits'][0].shape == (400, 50)
+    assert last['cls_logits'].shape == (1, 400, 19) and last['mask_logits'].shape == (1, 400, 50)
     assert all(torch.isfinite(v).all() for v in (last['cls_logits'], last['scores'], last['centers']))
 
 

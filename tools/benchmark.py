@@ -261,21 +261,30 @@ def relative_error(value, reference):
     return float((value.float() - reference).norm() / reference.norm().clamp_min(1e-12))
 
 
+def real_mask_logits(preds):
+    """The final layer's mask logits of the scenes' real superpoints, flattened (without the
+    PAD_LOGIT fill, which would count as exact agreement)."""
+    masks = preds['layers'][-1]['mask_logits']
+    counts = torch.tensor(preds['sp_counts'], device=masks.device)
+    return masks.masked_select(torch.arange(masks.shape[-1], device=masks.device) < counts[:, None, None])
+
+
 def amp_deviation(model, scene, batch):
     """How far float16 autocast is from float32 on the same weights and inputs: the decoder's
     final-layer outputs of one scene (eval mode) and the total training loss of the batch."""
     points, sample = scene
     model.eval()
     with torch.no_grad():
-        ref = model._forward(dict(points=[points]), [sample])['layers'][-1]
+        ref = model._forward(dict(points=[points]), [sample])
         with autocast(enabled=True):
-            amp = model._forward(dict(points=[points]), [sample])['layers'][-1]
+            amp = model._forward(dict(points=[points]), [sample])
+    amp_masks, ref_masks = real_mask_logits(amp), real_mask_logits(ref)
+    amp, ref = amp['layers'][-1], ref['layers'][-1]
     out = dict(cls_logits=relative_error(amp['cls_logits'], ref['cls_logits']),
-               mask_logits=relative_error(torch.cat(amp['mask_logits'], 1), torch.cat(ref['mask_logits'], 1)),
+               mask_logits=relative_error(amp_masks, ref_masks),
                scores=relative_error(amp['scores'], ref['scores']),
                centers=relative_error(amp['centers'], ref['centers']),
-               mask_sign_agreement=float(((torch.cat(amp['mask_logits'], 1) > 0) ==
-                                          (torch.cat(ref['mask_logits'], 1) > 0)).float().mean()))
+               mask_sign_agreement=float(((amp_masks > 0) == (ref_masks > 0)).float().mean()))
     model.train()
     with torch.no_grad():
         loss_ref = model.parse_losses(model.loss(*batch))[0]

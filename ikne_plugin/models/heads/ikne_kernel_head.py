@@ -12,6 +12,7 @@ from ikne_plugin.ops import furthest_point_sample
 from ..layers import MLP, PointAggregator
 from ..losses import truncated_svd_reconstruction
 from ..task_modules import matrix_nms
+from ..task_modules.padded_batch import PAD_LOGIT, pad_scenes
 
 GEOMETRY_CHANNELS = 9  # superpoint - centre, superpoint - box min, box max - superpoint
 
@@ -115,8 +116,9 @@ class IKNEKernelHead(BaseModule):
             dict with per-scene lists ``semantic_logits`` [N_i, 20], ``offsets`` [N_i, 3],
             ``point_boxes`` [N_i, 6]; ``layers``: one dict of ``cls_logits`` [B, Q, C+1],
             ``scores`` [B, Q, 1], ``centers`` [B, Q, 3], ``boxes`` [B, Q, 6] (min xyz, max
-            xyz) and ``mask_logits`` (list of [Q, S_i]); ``queries`` [B, Q, channels] (the
-            instance features); in training with an ISG loss ``low_rank_queries`` too.
+            xyz) and ``mask_logits`` [B, Q, max S_i] (PAD_LOGIT past scene i's S_i);
+            ``sp_counts``, the S_i (host ints); ``queries`` [B, Q, channels] (the instance
+            features); in training with an ISG loss ``low_rank_queries`` too.
         """
         if len(x['pts_feats']) == 0:
             raise ValueError('IKNEKernelHead: empty batch')
@@ -142,7 +144,8 @@ class IKNEKernelHead(BaseModule):
                       x['sp_xyz'])]
         out['layers'] = [dict(
             {k: torch.stack([s[k] for s in scenes]) for k in ('cls_logits', 'scores', 'centers', 'boxes')},
-            mask_logits=[s['mask_logits'] for s in scenes])]
+            mask_logits=pad_scenes([s['mask_logits'] for s in scenes], PAD_LOGIT))]
+        out['sp_counts'] = [len(sp_feats) for sp_feats in x['sp_feats']]
         out['queries'] = torch.stack([s['queries'] for s in scenes])
         if isg is not None:
             out['low_rank_queries'] = torch.stack([s['low_rank_queries'] for s in scenes])
@@ -267,10 +270,11 @@ class IKNEKernelHead(BaseModule):
     def predict(self, x: Dict, batch_data_samples: Sequence) -> List[InstanceData]:
         """Per-point instances of each scene: ``InstanceData`` with ``pts_instance_mask`` bool
         [K, N_i], ``instance_labels`` int64 [K] (0..num_classes-1), ``instance_scores`` [K]."""
-        layer = self(x)['layers'][0]
+        out = self(x)
+        layer = out['layers'][0]
         return [
-            self._predict_scene(layer['cls_logits'][b], layer['scores'][b], layer['mask_logits'][b], sp_ids)
-            for b, sp_ids in enumerate(x['sp_ids'])
+            self._predict_scene(layer['cls_logits'][b], layer['scores'][b], layer['mask_logits'][b, :, :n], sp_ids)
+            for b, (n, sp_ids) in enumerate(zip(out['sp_counts'], x['sp_ids']))
         ]
 
     def _predict_scene(self, cls_logits, scores, mask_logits, sp_ids) -> InstanceData:

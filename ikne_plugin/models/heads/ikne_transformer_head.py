@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils._pytree import tree_map
 
 from ..layers import MLP, FourierPositionEncoding, QueryDecoderLayer, relative_position_bins
+from ..task_modules.padded_batch import PAD_LOGIT
 
 def _mlp_head(in_channels: int, out_channels: int) -> nn.Sequential:
     """Linear-ReLU-Linear (MAFT's ``out_cls``/``out_score``/``out_bbox`` layout)."""
@@ -148,8 +149,9 @@ class IKNETransformerHead(BaseModule):
         Returns:
             dict with ``layers``: per decoder layer a dict of ``cls_logits`` [B, Q, C+1],
             ``scores`` [B, Q, 1], ``centers`` [B, Q, 3] (metres) and ``mask_logits``
-            (list of [Q, S_i]); and ``queries`` [B, Q, d_model], the final normalised
-            queries (IKNE's instance features).
+            [B, Q, max S_i] (PAD_LOGIT past scene i's S_i); ``sp_counts``, the S_i (host
+            ints); and ``queries`` [B, Q, d_model], the final normalised queries (IKNE's
+            instance features).
         """
         sp_feats, sp_xyz = x['sp_feats'], x['sp_xyz']
         if len(sp_feats) != len(sp_xyz) or len(sp_feats) == 0:
@@ -181,9 +183,16 @@ class IKNETransformerHead(BaseModule):
             layers, normed = self._compiled_decode(self, *inputs)
         else:
             layers, normed = self._decode(*inputs)
+        # One padded tensor per layer (no per-scene slices, whose backward each fills a whole
+        # gradient): PAD_LOGIT on each scene's padding, the bucket's padding past all scenes cut.
+        num_sp = max(lengths)
+        pad = padding[:, None, :num_sp]
         for layer in layers:
-            layer['mask_logits'] = [layer['mask_logits'][b, :, :n] for b, n in enumerate(lengths)]
-        return dict(layers=layers, queries=normed)
+            mask_logits = layer['mask_logits']
+            if padded_length > num_sp:
+                mask_logits = mask_logits[..., :num_sp]
+            layer['mask_logits'] = mask_logits.masked_fill(pad, PAD_LOGIT)
+        return dict(layers=layers, sp_counts=lengths, queries=normed)
 
     def _decode(self, feats: torch.Tensor, xyz: torch.Tensor, padding: torch.Tensor, xyz_min: torch.Tensor,
                 xyz_max: torch.Tensor):
@@ -257,10 +266,11 @@ class IKNETransformerHead(BaseModule):
         Returns per scene an ``InstanceData`` with ``pts_instance_mask`` bool [K, N_i],
         ``instance_labels`` int64 [K] (0..num_classes-1) and ``instance_scores`` [K].
         """
-        last = self(x)['layers'][-1]
+        out = self(x)
+        last = out['layers'][-1]
         return [
-            self._predict_scene(last['cls_logits'][b], last['scores'][b], last['mask_logits'][b], sp_ids)
-            for b, sp_ids in enumerate(x['sp_ids'])
+            self._predict_scene(last['cls_logits'][b], last['scores'][b], last['mask_logits'][b, :, :n], sp_ids)
+            for b, (n, sp_ids) in enumerate(zip(out['sp_counts'], x['sp_ids']))
         ]
 
     def _predict_scene(self, cls_logits: torch.Tensor, scores: torch.Tensor, mask_logits: torch.Tensor,

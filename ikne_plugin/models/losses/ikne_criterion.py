@@ -183,9 +183,10 @@ class IKNECriterion(nn.Module):
 
         Args:
             preds: the head's output: ``layers`` (per layer: ``cls_logits`` [B, Q, C+1],
-                ``scores`` [B, Q, 1], ``centers`` [B, Q, 3], ``mask_logits`` list of
-                [Q, S_b], optionally ``boxes`` [B, Q, 6]), ``queries`` [B, Q, D] (the
-                instance features) and optionally ``low_rank_queries`` [B, Q, D].
+                ``scores`` [B, Q, 1], ``centers`` [B, Q, 3], ``mask_logits`` [B, Q, S]
+                with PAD_LOGIT past each scene's S_b, optionally ``boxes`` [B, Q, 6]),
+                ``sp_counts`` (the S_b, host ints), ``queries`` [B, Q, D] (the instance
+                features) and optionally ``low_rank_queries`` [B, Q, D].
             gts: per scene, ``labels_3d`` [K], ``sp_masks`` bool [K, S_b], ``centers`` [K, 3]
                 (and ``boxes`` [K, 6] for a head that predicts boxes).
         """
@@ -203,7 +204,7 @@ class IKNECriterion(nn.Module):
         would otherwise spend idle; ISG's eigendecomposition, which waits for the GPU, runs in the
         background (:class:`BackgroundCall`) until the set losses are queued."""
         layers = preds['layers']
-        batch = PaddedBatch.build(layers, gts)
+        batch = PaddedBatch.build(layers, preds['sp_counts'], gts)
         ika = isg = None
         if self.ika_loss is not None or self.isg_loss is not None:
             features = list(preds['queries'])

@@ -11,10 +11,11 @@ import torch.nn.functional as F
 PAD_LOGIT = -1e4
 
 
-def pad_scenes(tensors: Sequence[torch.Tensor], value: float = 0) -> torch.Tensor:
-    """Per-scene tensors of one rank as a ``[B, *largest shape]`` batch, each padded at the
-    end of every dimension with ``value``."""
-    shape = [max(sizes) for sizes in zip(*(t.shape for t in tensors))]
+def pad_scenes(tensors: Sequence[torch.Tensor], value: float = 0,
+               shape: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Per-scene tensors of one rank as a ``[B, *shape]`` batch (default shape: the largest),
+    each padded at the end of every dimension with ``value``."""
+    shape = list(shape) if shape is not None else [max(sizes) for sizes in zip(*(t.shape for t in tensors))]
     return torch.stack([
         t if list(t.shape) == shape else
         F.pad(t, [p for d in reversed(range(t.dim())) for p in (0, shape[d] - t.shape[d])], value=value)
@@ -37,29 +38,30 @@ class PaddedBatch(NamedTuple):
     gt_counts: List[int]  # K per scene (on the host)
 
     @classmethod
-    def build(cls, layers: Sequence[Dict], gts: Sequence) -> 'PaddedBatch':
+    def build(cls, layers: Sequence[Dict], sp_counts: Sequence[int], gts: Sequence) -> 'PaddedBatch':
         """From the head's per-layer outputs (``cls_logits`` [B, Q, C+1], ``scores`` [B, Q, 1],
-        ``centers`` [B, Q, 3], optionally ``boxes`` [B, Q, 6], ``mask_logits`` a list of B
-        [Q, S_b]) and per-scene GT (``labels_3d`` [K_b], ``sp_masks`` [K_b, S_b], ``centers``
-        [K_b, 3], with boxes ``boxes`` [K_b, 6])."""
+        ``centers`` [B, Q, 3], optionally ``boxes`` [B, Q, 6], ``mask_logits`` [B, Q, S] with
+        PAD_LOGIT past each scene's superpoints), its ``sp_counts`` (host ints S_b) and per-scene
+        GT (``labels_3d`` [K_b], ``sp_masks`` [K_b, S_b], ``centers`` [K_b, 3], with boxes
+        ``boxes`` [K_b, 6])."""
         def stacked(key):
             return torch.stack([layer[key] for layer in layers], 1)
 
-        masks = layers[0]['mask_logits']
-        for b, (mask, gt) in enumerate(zip(masks, gts)):
-            if gt.sp_masks.shape[-1] != mask.shape[-1]:
+        for b, (count, gt) in enumerate(zip(sp_counts, gts)):
+            if gt.sp_masks.shape[-1] != count:
                 raise ValueError(f'scene {b}: GT sp_masks cover {gt.sp_masks.shape[-1]} superpoints, '
-                                 f'the predicted masks {mask.shape[-1]}')
-        dtype, device = masks[0].dtype, masks[0].device
+                                 f'the predicted masks {count}')
+        masks = layers[0]['mask_logits']
+        dtype, device = masks.dtype, masks.device
         has_boxes = 'boxes' in layers[0]
+        gt_counts = [len(gt.labels_3d) for gt in gts]
         return cls(
             cls_logits=stacked('cls_logits'), scores=stacked('scores')[..., 0], centers=stacked('centers'),
             boxes=stacked('boxes') if has_boxes else None,
-            mask_logits=pad_scenes([torch.stack([layer['mask_logits'][b] for layer in layers])
-                                    for b in range(len(masks))], PAD_LOGIT),
-            sp_counts=torch.tensor([m.shape[-1] for m in masks], dtype=dtype).to(device, non_blocking=True),
+            mask_logits=stacked('mask_logits'),
+            sp_counts=torch.tensor(sp_counts, dtype=dtype).to(device, non_blocking=True),
             gt_labels=pad_scenes([gt.labels_3d for gt in gts]),
-            gt_masks=pad_scenes([gt.sp_masks.to(dtype) for gt in gts]),
+            gt_masks=pad_scenes([gt.sp_masks.to(dtype) for gt in gts], shape=(max(gt_counts), masks.shape[-1])),
             gt_centers=pad_scenes([gt.centers.to(dtype) for gt in gts]),
             gt_boxes=pad_scenes([gt.boxes.to(dtype) for gt in gts]) if has_boxes else None,
-            gt_counts=[len(gt.labels_3d) for gt in gts])
+            gt_counts=gt_counts)
