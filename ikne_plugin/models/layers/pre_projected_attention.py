@@ -24,29 +24,29 @@ class PreProjectedAttention(nn.Module):
         self.out_proj = nn.Linear(embed_dims, embed_dims)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                logit_bias: Optional[torch.Tensor] = None, blocked: Optional[torch.Tensor] = None,
+                logit_bias: Optional[torch.Tensor] = None,
                 value_rpe: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
         """Attend and project.
 
         Args:
             q: [B, H, Q, Dk] queries (unscaled), k: [B, H, S, Dk], v: [B, H, S, Dv].
-            logit_bias: optional [B, H, Q, S] added to the scaled logits.
-            blocked: optional bool [B, Q, S], True = may not attend. Every row must keep
-                at least one key (the caller guarantees it).
+            logit_bias: optional [B, H, Q, S] added to the scaled logits; -inf blocks a
+                pair. Every row must keep at least one finite entry (the caller guarantees it).
             value_rpe: optional ``(rel_idx [B, Q, S, 3], table [3, L, H, Dv])``: adds
                 ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
 
         Returns:
             [B, Q, H * Dv].
         """
-        logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2)
-        if logit_bias is not None:
-            logits = logits + logit_bias
-        if blocked is not None:
-            logits = logits.masked_fill(blocked[:, None], float('-inf'))
+        B, H, Q, Dk = q.shape
+        q = q * Dk ** -0.5
+        if logit_bias is None:
+            logits = q @ k.transpose(-1, -2)
+        else:  # the bias as the product's accumulator: no pass of its own over the logits
+            logits = torch.baddbmm(logit_bias.reshape(B * H, Q, -1), q.reshape(B * H, Q, Dk),
+                                   k.reshape(B * H, -1, Dk).transpose(1, 2)).view(B, H, Q, -1)
         attn = logits.softmax(dim=-1)
         out = attn @ v
         if value_rpe is not None:
             out = out + rpe_attention_value(attn, *value_rpe)
-        B, H, Q, Dv = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, Q, H * Dv))
+        return self.out_proj(out.transpose(1, 2).reshape(B, Q, -1))

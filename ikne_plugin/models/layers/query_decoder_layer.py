@@ -98,9 +98,14 @@ class QueryDecoderLayer(nn.Module):
         scaled_q_content = q_content * q.shape[-1] ** -0.5
         bias = (query_rpe_bias(scaled_q_content, self.relative_pos_query_table, rel_idx) +
                 key_rpe_bias(k_content, self.relative_pos_key_table, rel_idx))
+        if blocked is not None:
+            # -inf added in place (the sum's backward keeps nothing), not masked_fill: no pass
+            # in the backward, where softmax's gradient is 0 at blocked pairs anyway.
+            blocked_bias = torch.zeros_like(blocked, dtype=bias.dtype).masked_fill_(blocked, float('-inf'))
+            bias = bias.add_(blocked_bias[:, None])
         value_table = value_table_to_op_layout(self.relative_pos_value_table)
         attended = self.cross_attn(q, k, self._heads(self.ca_v_proj(memory)), logit_bias=bias,
-                                   blocked=blocked, value_rpe=(rel_idx, value_table))
+                                   value_rpe=(rel_idx, value_table))
         queries = self.norm2(queries + attended)
 
         queries = self.norm3(queries + self.linear2(F.gelu(self.linear1(queries))))
