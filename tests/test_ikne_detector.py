@@ -224,3 +224,25 @@ def test_bad_inputs_are_named():
         model.extract_feat(dict(points=[points[:0]]), [sample])
     with pytest.raises(ValueError, match='one data sample'):
         model.extract_feat(dict(points=[points, points]), [sample])
+
+
+def test_parse_losses_is_mmengines():
+    """One stacked sum gives mmengine's total, log and gradients; other terms go to mmengine."""
+    from mmengine.model import BaseModel
+    model = build_model()
+    g = torch.Generator().manual_seed(3)
+    leaves = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    losses = dict(loss_a=leaves[0] * 2, acc=leaves[1], **{'d0.loss_b': leaves[2] ** 2, 'loss_c': leaves[3].exp()})
+    ours, ours_log = model.parse_losses(losses)
+    (grad_ours, ) = torch.autograd.grad(ours, leaves, retain_graph=True)
+    ref, ref_log = BaseModel.parse_losses(model, losses)
+    (grad_ref, ) = torch.autograd.grad(ref, leaves)
+    torch.testing.assert_close(ours, ref, rtol=1e-15, atol=0)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=0, atol=0)
+    assert list(ours_log) == list(ref_log)
+    for key in ref_log:
+        torch.testing.assert_close(ours_log[key], ref_log[key], rtol=1e-15, atol=0)
+    vector = dict(loss_a=leaves[:2].sum(), loss_v=leaves[2:] * 3)  # not all one number: mmengine's
+    ours, ours_log = model.parse_losses(vector)
+    torch.testing.assert_close(ours, leaves[:2].sum() + (leaves[2:] * 3).mean())
+    assert list(ours_log) == ['loss', 'loss_a', 'loss_v']

@@ -227,10 +227,21 @@ def test_cuda_graph_matches_eager(amp):
         assert len(head._graphs) == 2
         head.cuda_graph = False
         eager = [head(dict(sp_feats=[f], sp_xyz=[x])) for f, x in scenes]
-    tol = dict(atol=2e-3, rtol=2e-3) if amp else dict(atol=1e-5, rtol=1e-5)
-    for g, e in zip(graphed, eager):
-        for lg, le in zip(g['layers'], e['layers']):
-            for key in ('cls_logits', 'scores', 'centers'):
-                torch.testing.assert_close(lg[key], le[key], **tol)
-            torch.testing.assert_close(lg['mask_logits'][0], le['mask_logits'][0], **tol)
-        torch.testing.assert_close(g['queries'], e['queries'], **tol)
+    if not amp:
+        for g, e in zip(graphed, eager):
+            for out_g, out_e in zip(outputs(g), outputs(e)):
+                torch.testing.assert_close(out_g, out_e, atol=1e-5, rtol=1e-5)
+        return
+    # float16: the graphs pad the superpoints to the bucket, which changes the products' shapes
+    # and so their rounding; the graphed outputs must be as close to float32 as eager ones.
+    with torch.no_grad():
+        exact = [head(dict(sp_feats=[f], sp_xyz=[x])) for f, x in scenes]
+    for g, e, x in zip(graphed, eager, exact):
+        for out_g, out_e, out_x in zip(outputs(g), outputs(e), outputs(x)):
+            err_g, err_e = ((out.float() - out_x).norm() / out_x.norm() for out in (out_g, out_e))
+            assert err_g <= 2 * err_e + 1e-4 and err_g < 1e-2, (err_g, err_e)
+
+
+def outputs(result):
+    """The head's output tensors, in a fixed order."""
+    return [t for layer in result['layers'] for t in layer.values()] + [result['queries']]

@@ -210,7 +210,7 @@ class IKNETransformerHead(BaseModule):
         # ref: reference points in the unit cube, with gradient (the centres are predicted from
         # them); ref_in: the layer's input point, detached from the second layer on (as MAFT).
         ref_in = ref
-        layers = []
+        normeds, refs, masks = [], [], []
         for i, layer in enumerate(self.layers):
             query_sine = self.query_pos_encoding(ref_in)
             centers_in = ref_in * extent + xyz_min
@@ -219,17 +219,22 @@ class IKNETransformerHead(BaseModule):
                             blocked)
             normed = self.output_norm(queries)
             mask_logits = torch.einsum('bqc,bsc->bqs', normed, mask_feats)
-            layers.append(dict(
-                cls_logits=self.cls_head(normed),
-                scores=self.score_head(normed),
-                centers=ref * extent + xyz_min + self.center_head(normed),
-                mask_logits=mask_logits))
+            normeds.append(normed)
+            refs.append(ref)
+            masks.append(mask_logits)
             if i == len(self.layers) - 1:
                 break
             blocked = self._attention_block_mask(mask_logits.detach(), padding)
             # Same arithmetic as MAFT (metres, then back to the unit cube) for parity.
             ref = (centers_in + self.center_refine_mlp(normed) - xyz_min) / extent
             ref_in = ref.detach()
+        # The output heads, which the next layer does not need, once over all layers: fewer and
+        # larger launches, forward and backward.
+        stacked = torch.stack(normeds)  # [L, B, Q, C]
+        outputs = zip(self.cls_head(stacked).unbind(), self.score_head(stacked).unbind(),
+                      (torch.stack(refs) * extent + xyz_min + self.center_head(stacked)).unbind(), masks)
+        layers = [dict(cls_logits=cls_logits, scores=scores, centers=centers, mask_logits=mask_logits)
+                  for cls_logits, scores, centers, mask_logits in outputs]
         return layers, normed
 
     def _graph(self, inputs):

@@ -165,18 +165,20 @@ class IKNECriterion(nn.Module):
         mask_dice = (sums[..., 1] / match_counts.clamp_min(1)).sum(0) + keep_graph
         score_loss = (sums[..., 2] / sums[..., 3].clamp_min(1)).sum(0) + keep_graph
 
-        out = []
-        for i in range(num_layers):
-            average_dice = self.average_last_dice or i != num_layers - 1
-            losses = dict(loss_box=self.box_weight * loss_box[i]) if loss_box is not None else {}
-            out.append(dict(
-                losses,
-                loss_cls=self.cls_weight * loss_cls[i],
-                loss_mask_bce=self.mask_bce_weight * mask_bce[i] / batch_size,
-                loss_mask_dice=self.mask_dice_weight * (mask_dice[i] / batch_size if average_dice else mask_dice[i]),
-                loss_center=self.center_weight * loss_center[i],
-                loss_score=self.score_weight * score_loss[i] / batch_size))
-        return out
+        # Weighted per-layer terms; the scalars come out of one stacked tensor (one backward node
+        # and kernel, not a select, a multiply and a divide per term and layer).
+        dice_scale = [1 / batch_size] * (num_layers - 1) + [1 / batch_size if self.average_last_dice else 1]
+        terms = dict(
+            loss_box=self.box_weight * loss_box if loss_box is not None else None,
+            loss_cls=self.cls_weight * loss_cls,
+            loss_mask_bce=mask_bce * (self.mask_bce_weight / batch_size),
+            loss_mask_dice=mask_dice * torch.tensor(dice_scale, dtype=mask_dice.dtype).mul_(
+                self.mask_dice_weight).to(device, non_blocking=True),
+            loss_center=self.center_weight * loss_center,
+            loss_score=score_loss * (self.score_weight / batch_size))
+        terms = {k: v for k, v in terms.items() if v is not None}
+        scalars = torch.stack(list(terms.values()), 1).flatten().unbind()  # layer-major
+        return [dict(zip(terms, scalars[i * len(terms):(i + 1) * len(terms)])) for i in range(num_layers)]
 
     def forward(self, preds: Dict, gts: Sequence) -> Dict[str, torch.Tensor]:
         """All weighted losses.
