@@ -24,11 +24,13 @@ def setup_runner_cfg(cfg, config_path, work_dir=None, launcher='none', amp=False
     cfg.custom_imports = imports
     if amp:
         wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if wrapper == 'OptimWrapper':
+        # (AmpOptimWrapper's loss scaler waits for the GPU in its step anyway: nothing to defer)
+        if wrapper in ('OptimWrapper', 'DeferredNormOptimWrapper'):
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
         elif wrapper != 'AmpOptimWrapper':
-            raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper, got {wrapper!r}')
+            raise ValueError(f'--amp needs optim_wrapper.type OptimWrapper or DeferredNormOptimWrapper, '
+                             f'got {wrapper!r}')
         for loop in ('val_cfg', 'test_cfg'):  # mmengine's Val/TestLoop autocast with fp16=True
             if cfg.get(loop) is not None:
                 cfg[loop]['fp16'] = True

@@ -1,7 +1,8 @@
 # MAFT's / IKNE's training recipe: AdamW lr 1e-4, wd 0.05, PolyLR (power 0.9) over 512 epochs,
 # batch 4, validation every 16 epochs (MAFT's configs/scannet/maft_scannet.yaml).
 optim_wrapper = dict(
-    type='OptimWrapper',
+    # mmengine's OptimWrapper, with the gradient norm logged after the step is queued
+    type='DeferredNormOptimWrapper',
     # fused: one multi-tensor kernel a step on CUDA (and on the CPU) instead of foreach's dozens
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05, fused=True),
     # MAFT's config names no clipping; we clip at norm 10 (as OneFormer3D does) against loss spikes.
