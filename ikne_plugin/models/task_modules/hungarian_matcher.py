@@ -40,9 +40,10 @@ class HungarianMatcher:
         labels = batch.gt_labels[:, None, None, :].expand(*batch.cls_logits.shape[:3], -1)
         cost_cls = -batch.cls_logits.softmax(-1).gather(-1, labels)
         logits, tgt = batch.mask_logits, batch.gt_masks
-        # BCE(x, 1) = softplus(-x), BCE(x, 0) = softplus(x).
-        cost_bce = (torch.einsum('blqs,bks->blqk', F.softplus(-logits), tgt) +
-                    torch.einsum('blqs,bks->blqk', F.softplus(logits), 1 - tgt)) / batch.sp_counts[:, None, None, None]
+        # BCE(x, t) = softplus(x) - x t for t in {0, 1}: summed over the superpoints, a row sum
+        # and one product (one softplus pass over the logits, not two).
+        cost_bce = ((F.softplus(logits).sum(-1)[..., None] - torch.einsum('blqs,bks->blqk', logits, tgt)) /
+                    batch.sp_counts[:, None, None, None])
         prob = logits.sigmoid()
         numerator = 2 * torch.einsum('blqs,bks->blqk', prob, tgt)
         denominator = prob.sum(-1)[..., None] + tgt.sum(-1)[:, None, None, :]
