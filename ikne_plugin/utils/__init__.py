@@ -12,5 +12,5 @@ from .user_errors import UserInputError, run_tool, user_error_message
 
 __all__ = ['ATOMIC_BACKEND', 'AtomicLocalBackend', 'atomic_write', 'BackgroundCall',
            'allow_mmengine_checkpoint_globals', 'check_resume_checkpoint', 'fitting_state_dict',
-           'load_model_checkpoint', 'read_checkpoint', 'DeferredNormOptimWrapper', 'gpu_busy_ms', 'RNGStateHook', 'setup_runner_cfg',
-           'explain_unknown_type', 'UserInputError', 'run_tool', 'user_error_message']
+           'load_model_checkpoint', 'read_checkpoint', 'DeferredNormOptimWrapper', 'gpu_busy_ms',
+           'RNGStateHook', 'setup_runner_cfg', 'explain_unknown_type', 'UserInputError', 'run_tool', 'user_error_message']

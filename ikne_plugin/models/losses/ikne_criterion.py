@@ -168,15 +168,14 @@ class IKNECriterion(nn.Module):
         # Weighted per-layer terms; the scalars come out of one stacked tensor (one backward node
         # and kernel, not a select, a multiply and a divide per term and layer).
         dice_scale = [1 / batch_size] * (num_layers - 1) + [1 / batch_size if self.average_last_dice else 1]
-        terms = dict(
-            loss_box=self.box_weight * loss_box if loss_box is not None else None,
+        terms = dict(loss_box=self.box_weight * loss_box) if loss_box is not None else {}
+        terms.update(
             loss_cls=self.cls_weight * loss_cls,
             loss_mask_bce=mask_bce * (self.mask_bce_weight / batch_size),
             loss_mask_dice=mask_dice * torch.tensor(dice_scale, dtype=mask_dice.dtype).mul_(
                 self.mask_dice_weight).to(device, non_blocking=True),
             loss_center=self.center_weight * loss_center,
             loss_score=score_loss * (self.score_weight / batch_size))
-        terms = {k: v for k, v in terms.items() if v is not None}
         scalars = torch.stack(list(terms.values()), 1).flatten().unbind()  # layer-major
         return [dict(zip(terms, scalars[i * len(terms):(i + 1) * len(terms)])) for i in range(num_layers)]
 
