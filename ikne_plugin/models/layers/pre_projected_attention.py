@@ -32,6 +32,8 @@ class PreProjectedAttention(nn.Module):
             q: [B, H, Q, Dk] queries (unscaled), k: [B, H, S, Dk], v: [B, H, S, Dv].
             logit_bias: optional [B, H, Q, S] added to the scaled logits; -inf blocks a
                 pair. Every row must keep at least one finite entry (the caller guarantees it).
+                Consumed: where it already has the operands' dtype it is overwritten with the
+                logits, so the caller passes a temporary that nothing else reads.
             value_rpe: optional ``(rel_idx [B, Q, S, 3], table [3, L, H, Dv])``: adds
                 ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
 
@@ -42,9 +44,11 @@ class PreProjectedAttention(nn.Module):
         q = q * Dk ** -0.5
         if logit_bias is None:
             logits = q @ k.transpose(-1, -2)
-        else:  # the bias as the product's accumulator: no pass of its own over the logits
-            logits = torch.baddbmm(logit_bias.reshape(B * H, Q, -1), q.reshape(B * H, Q, Dk),
-                                   k.reshape(B * H, -1, Dk).transpose(1, 2)).view(B, H, Q, -1)
+        else:  # the bias is the product's accumulator, in place: no pass over the logits and
+            # no copy of the bias (out-of-place baddbmm copies it first). Autocast leaves
+            # in-place ops alone, so the bias takes the operands' dtype first, as it would there.
+            logits = logit_bias.to(q.dtype).reshape(B * H, Q, -1).baddbmm_(
+                q.reshape(B * H, Q, Dk), k.reshape(B * H, -1, Dk).transpose(1, 2)).view(B, H, Q, -1)
         attn = logits.softmax(dim=-1)
         out = attn @ v
         if value_rpe is not None:
