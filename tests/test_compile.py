@@ -86,7 +86,8 @@ def test_decoder_layer_compiles_whole():
 
     results = []
     for run in (layer, compiled):
-        out = run(*inputs, rel_idx, blocked)
+        memory_proj = QueryDecoderLayer.project_memory([layer], *inputs[3:])[0]
+        out = run(*inputs[:3], memory_proj, rel_idx, blocked)
         grads = torch.autograd.grad(out.square().sum(), [inputs[3], *layer.parameters()])
         results.append((out, grads))
     torch.testing.assert_close(results[1], results[0])

@@ -202,7 +202,8 @@ class IKNETransformerHead(BaseModule):
         extent = (xyz_max - xyz_min).clamp_min(1e-6)  # a single superpoint has no extent
         memory = self.input_proj(feats)
         mask_feats = self.mask_feat_proj(feats)
-        memory_pos = self.key_pos_encoding((xyz - xyz_min) / extent)
+        memory_proj = QueryDecoderLayer.project_memory(
+            self.layers, memory, self.key_pos_encoding((xyz - xyz_min) / extent))
         batch_size = feats.shape[0]
         ref = self.query_ref_points.weight.to(feats.dtype).sigmoid()[None].expand(batch_size, -1, -1)
         queries = feats.new_zeros(batch_size, ref.shape[1], memory.shape[-1])
@@ -211,12 +212,11 @@ class IKNETransformerHead(BaseModule):
         # them); ref_in: the layer's input point, detached from the second layer on (as MAFT).
         ref_in = ref
         normeds, refs, masks = [], [], []
-        for i, layer in enumerate(self.layers):
+        for i, (layer, layer_memory) in enumerate(zip(self.layers, memory_proj)):
             query_sine = self.query_pos_encoding(ref_in)
             centers_in = ref_in * extent + xyz_min
             rel_idx = relative_position_bins(centers_in, xyz, self.rpe_num_bins, self.rpe_bin_size)
-            queries = layer(queries, self.query_pos_mlp(query_sine), query_sine, memory, memory_pos, rel_idx,
-                            blocked)
+            queries = layer(queries, self.query_pos_mlp(query_sine), query_sine, layer_memory, rel_idx, blocked)
             normed = self.output_norm(queries)
             mask_logits = torch.einsum('bqc,bsc->bqs', normed, mask_feats)
             normeds.append(normed)

@@ -1,11 +1,12 @@
 """One block of MAFT's query decoder: Conditional-DETR self/cross-attention with contextual RPE."""
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .contextual_rpe import key_rpe_bias, query_rpe_bias, value_table_to_op_layout
+from .grouped_linear import grouped_linear
 from .pre_projected_attention import PreProjectedAttention
 
 
@@ -64,8 +65,20 @@ class QueryDecoderLayer(nn.Module):
         B, N, C = x.shape
         return x.view(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
 
+    @staticmethod
+    def project_memory(layers: Sequence['QueryDecoderLayer'], memory: torch.Tensor,
+                       memory_pos: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Each layer's cross-attention inputs from the superpoints, which stay the same from
+        layer to layer, for all ``layers`` in two products: per layer ``(Wkc m, Wkp e, Wv m)``
+        ([B, S, C] each) of ``memory`` m [B, S, C] (projected superpoint features) and
+        ``memory_pos`` e [B, S, C] (their Fourier position encoding)."""
+        content = grouped_linear(memory, [proj for layer in layers
+                                          for proj in (layer.ca_kcontent_proj, layer.ca_v_proj)])
+        pos = grouped_linear(memory_pos, [layer.ca_kpos_proj for layer in layers])
+        return list(zip(content[0::2], pos, content[1::2]))
+
     def forward(self, queries: torch.Tensor, query_pos: torch.Tensor, query_sine: torch.Tensor,
-                memory: torch.Tensor, memory_pos: torch.Tensor, rel_idx: torch.Tensor,
+                memory_proj: Tuple[torch.Tensor, torch.Tensor, torch.Tensor], rel_idx: torch.Tensor,
                 blocked: Optional[torch.Tensor]) -> torch.Tensor:
         """Update the content queries.
 
@@ -73,21 +86,20 @@ class QueryDecoderLayer(nn.Module):
             queries: [B, Q, C] content queries; query_pos: [B, Q, C] their position
                 embedding (MLP of ``query_sine``); query_sine: [B, Q, C] Fourier
                 features of the query centres.
-            memory: [B, S, C] projected superpoint features; memory_pos: [B, S, C] their
-                Fourier position encoding.
+            memory_proj: this layer's entry of :meth:`project_memory`.
             rel_idx: int32/int64 [B, Q, S, 3] RPE bins; blocked: bool [B, Q, S] or None.
 
         Returns:
             [B, Q, C] updated queries.
         """
-        q = self.sa_qcontent_proj(queries) + self.sa_qpos_proj(query_pos)
-        k = self.sa_kcontent_proj(queries) + self.sa_kpos_proj(query_pos)
-        v = self.sa_v_proj(queries)
+        q_content, k_content, v = grouped_linear(queries, (self.sa_qcontent_proj, self.sa_kcontent_proj,
+                                                           self.sa_v_proj))
+        q_pos, k_pos = grouped_linear(query_pos, (self.sa_qpos_proj, self.sa_kpos_proj))
+        q, k = q_content + q_pos, k_content + k_pos
         queries = self.norm1(queries + self.self_attn(self._heads(q), self._heads(k), self._heads(v)))
 
+        k_content, k_pos, v = memory_proj
         q_content = self.ca_qcontent_proj(queries)
-        k_content = self.ca_kcontent_proj(memory)
-        k_pos = self.ca_kpos_proj(memory_pos)
         if self.ca_qpos_proj is not None:
             q_content = q_content + self.ca_qpos_proj(query_pos)
             k_content = k_content + k_pos
@@ -104,7 +116,7 @@ class QueryDecoderLayer(nn.Module):
             blocked_bias = torch.zeros_like(blocked, dtype=bias.dtype).masked_fill_(blocked, float('-inf'))
             bias = bias.add_(blocked_bias[:, None])
         value_table = value_table_to_op_layout(self.relative_pos_value_table)
-        attended = self.cross_attn(q, k, self._heads(self.ca_v_proj(memory)), logit_bias=bias,
+        attended = self.cross_attn(q, k, self._heads(v), logit_bias=bias,
                                    value_rpe=(rel_idx, value_table))
         queries = self.norm2(queries + attended)
 
