@@ -2,6 +2,7 @@
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ikne_plugin.ops import rpe_attention_value
@@ -32,8 +33,8 @@ class PreProjectedAttention(nn.Module):
             q: [B, H, Q, Dk] queries (unscaled), k: [B, H, S, Dk], v: [B, H, S, Dv].
             logit_bias: optional [B, H, Q, S] added to the scaled logits; -inf blocks a
                 pair. Every row must keep at least one finite entry (the caller guarantees it).
-                Consumed: where it already has the operands' dtype it is overwritten with the
-                logits, so the caller passes a temporary that nothing else reads.
+                Consumed with ``value_rpe``: where it already has the operands' dtype it is
+                overwritten with the logits, so the caller passes a temporary nothing else reads.
             value_rpe: optional ``(rel_idx [B, Q, S, 3], table [3, L, H, Dv])``: adds
                 ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
 
@@ -41,16 +42,25 @@ class PreProjectedAttention(nn.Module):
             [B, Q, H * Dv].
         """
         B, H, Q, Dk = q.shape
+        if value_rpe is None:
+            # One fused op, forward and backward (flash or memory-efficient kernels on the GPU),
+            # that takes the heads' strided views as they are; its default scale is Dk ** -0.5.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=logit_bias)
+        else:  # the value RPE term needs the attention probabilities themselves
+            attn = self._probabilities(q, k, logit_bias)
+            out = attn @ v + rpe_attention_value(attn, *value_rpe)
+        return self.out_proj(out.transpose(1, 2).reshape(B, Q, -1))
+
+    @staticmethod
+    def _probabilities(q: torch.Tensor, k: torch.Tensor, logit_bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """softmax(q k^T * Dk ** -0.5 + logit_bias) over the keys: [B, H, Q, S]."""
+        B, H, Q, Dk = q.shape
         q = q * Dk ** -0.5
         if logit_bias is None:
-            logits = q @ k.transpose(-1, -2)
-        else:  # the bias is the product's accumulator, in place: no pass over the logits and
-            # no copy of the bias (out-of-place baddbmm copies it first). Autocast leaves
-            # in-place ops alone, so the bias takes the operands' dtype first, as it would there.
-            logits = logit_bias.to(q.dtype).reshape(B * H, Q, -1).baddbmm_(
-                q.reshape(B * H, Q, Dk), k.reshape(B * H, -1, Dk).transpose(1, 2)).view(B, H, Q, -1)
-        attn = logits.softmax(dim=-1)
-        out = attn @ v
-        if value_rpe is not None:
-            out = out + rpe_attention_value(attn, *value_rpe)
-        return self.out_proj(out.transpose(1, 2).reshape(B, Q, -1))
+            return (q @ k.transpose(-1, -2)).softmax(dim=-1)
+        # The bias is the product's accumulator, in place: no pass over the logits and no copy
+        # of the bias (out-of-place baddbmm copies it first). Autocast leaves in-place ops
+        # alone, so the bias takes the operands' dtype first, as it would there.
+        logits = logit_bias.to(q.dtype).reshape(B * H, Q, -1).baddbmm_(
+            q.reshape(B * H, Q, Dk), k.reshape(B * H, -1, Dk).transpose(1, 2))
+        return logits.view(B, H, Q, -1).softmax(dim=-1)
