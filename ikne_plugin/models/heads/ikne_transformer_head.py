@@ -218,7 +218,7 @@ class IKNETransformerHead(BaseModule):
             rel_idx = relative_position_bins(centers_in, xyz, self.rpe_num_bins, self.rpe_bin_size)
             queries = layer(queries, self.query_pos_mlp(query_sine), query_sine, layer_memory, rel_idx, blocked)
             normed = self.output_norm(queries)
-            mask_logits = torch.einsum('bqc,bsc->bqs', normed, mask_feats)
+            mask_logits = normed @ mask_feats.transpose(1, 2)  # [B, Q, S]
             normeds.append(normed)
             refs.append(ref)
             masks.append(mask_logits)

@@ -42,7 +42,7 @@ def query_rpe_bias(q: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) 
     q: [B, H, Q, D] (already scaled as the logits), table: [H, D, 3 * L],
     rel_idx: [B, Q, S, 3] -> [B, H, Q, S].
     """
-    return rpe_attention_bias(torch.einsum('bhqd,hdk->bhqk', q, table), rel_idx)
+    return rpe_attention_bias(q @ table, rel_idx)  # [B, H, Q, 3L], the table broadcast over B
 
 
 def key_rpe_bias(k: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def key_rpe_bias(k: torch.Tensor, table: torch.Tensor, rel_idx: torch.Tensor) ->
 
     k: [B, H, S, D], table: [H, D, 3 * L], rel_idx: [B, Q, S, 3] -> [B, H, Q, S].
     """
-    k_table = torch.einsum('bhsd,hdk->bhsk', k, table)  # [B, H, S, 3L]
+    k_table = k @ table  # [B, H, S, 3L]
     return rpe_attention_bias(k_table, rel_idx.transpose(1, 2)).transpose(2, 3)
 
 
