@@ -37,6 +37,9 @@ def test_runs_on_the_cpu(tmp_path):
         assert abs(sum(stages.values()) - total) <= 0.05 * total + 5  # the stages make up the run
     assert train['voxels'] > inference['voxels'] > 0 and inference['superpoints'] > 1000
     assert result['ratios']['step_over_backbone_fwd_bwd'] == train['step_ms'] / train['backbone_fwd_bwd_ms']
+    nodes = train['autograd_nodes']  # the decoder's linear layers are among a step's nodes
+    assert 'AddmmBackward0' in [n['node'] for n in nodes] and all(n['count'] > 0 for n in nodes)
+    assert [n['host_ms'] for n in nodes] == sorted((n['host_ms'] for n in nodes), reverse=True)
 
 
 def test_idle_by_stage_counts_the_gaps_between_busy_intervals():

@@ -23,7 +23,8 @@ synchronisation; perf_counter on the CPU), so the stages add up to the total. On
 host synchronisations of one training step are counted by place in the code
 (``torch.cuda.set_sync_debug_mode``), the GPU's busy time of a run (torch.profiler) is
 set against its wall time, and the GPU's idle time in a training step is split by the stage
-the host was in meanwhile (where the host, not the GPU, bounds the step).
+the host was in meanwhile (where the host, not the GPU, bounds the step). On both devices the
+autograd node types of a training step are ranked by their host time (profiled).
 
 Scenes: the synthetic ScanNet-size scene of every benchmark
 (``ikne_plugin.datasets.synthetic_scene``: a room shell and 12 furniture boxes; 150k points
@@ -141,6 +142,27 @@ def gpu_idle_by_stage(fn, clock):
     busy = [(e.time_range.start, e.time_range.end) for e in events
             if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation]
     return idle_by_stage(marks, busy)
+
+
+# torch.profiler's name of the host range in which the autograd engine runs one node.
+AUTOGRAD_NODE = 'autograd::engine::evaluate_function: '
+
+
+def autograd_node_costs(fn, device, top=12):
+    """The autograd node types of one run of fn() by host time, costliest first (at most
+    ``top``): ``[{node, count, host_ms, device_ms}]``. A backward bound by the host is bound
+    by its nodes' count times their cost, which this prices (torch.profiler, whose own cost per
+    operator inflates the host times: it ranks more than it measures)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == 'cuda':
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        fn()
+        synchronize(device)
+    nodes = [e for e in prof.key_averages() if e.key.startswith(AUTOGRAD_NODE)]
+    nodes.sort(key=lambda e: -e.cpu_time_total)
+    return [dict(node=e.key[len(AUTOGRAD_NODE):], count=e.count, host_ms=e.cpu_time_total / 1e3,
+                 device_ms=e.device_time_total / 1e3) for e in nodes[:top]]
 
 
 def idle_by_stage(marks, busy):
@@ -352,7 +374,8 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
     out['train'] = dict(
         step_ms=step_ms, stages_ms=step_stages,
         backbone_fwd_bwd_ms=time_runs(backbone_step, device, args.warmup, args.repeats)[0],
-        voxels=len(train_args[0]), **peak_gib(train_step, device))
+        voxels=len(train_args[0]), **peak_gib(train_step, device),
+        autograd_nodes=autograd_node_costs(train_step, device))
     if device.type == 'cuda':
         out['train']['host_syncs'] = count_host_syncs(train_step)
         model.eval()
@@ -420,6 +443,8 @@ def print_report(result):
             print(f'GPU idle in one training step ({k}, profiled), by the host\'s stage, ms: '
                   + ', '.join(f'{stage} {ms:.2f}' for stage, ms in idle.items())
                   + f'; total {sum(idle.values()):.2f}')
+        print(f'autograd nodes of one training step ({k}, profiled) by host time: ' + '; '.join(
+            f"{n['node']} {n['count']}x {n['host_ms']:.2f} ms" for n in result[k]['train']['autograd_nodes']))
         syncs = result[k]['train'].get('host_syncs')
         if syncs:
             print(f'host syncs of one training step ({k}): ' + '; '.join(f'{n}x {w}' for w, n in syncs.items()))
