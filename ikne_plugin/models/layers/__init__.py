@@ -7,5 +7,6 @@ from .position_encoding import FourierPositionEncoding
 from .pre_projected_attention import PreProjectedAttention
 from .query_decoder_layer import QueryDecoderLayer
 
-__all__ = ['FourierPositionEncoding', 'grouped_linear', 'MLP', 'PointAggregator', 'PreProjectedAttention', 'QueryDecoderLayer',
-           'relative_position_bins', 'query_rpe_bias', 'key_rpe_bias', 'value_table_to_op_layout']
+__all__ = ['FourierPositionEncoding', 'grouped_linear', 'MLP', 'PointAggregator', 'PreProjectedAttention',
+           'QueryDecoderLayer', 'relative_position_bins', 'query_rpe_bias', 'key_rpe_bias',
+           'value_table_to_op_layout']
