@@ -76,8 +76,9 @@ def test_decoder_layer_compiles_whole():
     for table in (layer.relative_pos_query_table, layer.relative_pos_key_table,
                   layer.relative_pos_value_table):
         torch.nn.init.normal_(table)  # (zeros at initialisation would hide the RPE terms)
-    inputs = [torch.randn(batch, queries, channels, dtype=torch.float64) for _ in range(3)]
-    inputs += [torch.randn(batch, superpoints, channels, dtype=torch.float64, requires_grad=True)
+    # (the rows scene after scene)
+    inputs = [torch.randn(batch * queries, channels, dtype=torch.float64) for _ in range(3)]
+    inputs += [torch.randn(batch * superpoints, channels, dtype=torch.float64, requires_grad=True)
                for _ in range(2)]
     rel_idx = torch.randint(0, bins, (batch, queries, superpoints, 3), dtype=torch.int32)
     blocked = torch.rand(batch, queries, superpoints) < 0.3

@@ -17,7 +17,7 @@ def reference(module, q, k, v, logit_bias, value_rpe):
         rel_idx, table = value_rpe  # table [3, L, H, Dv]
         pair_values = sum(table[a][rel_idx[..., a]] for a in range(3))  # [B, Q, S, H, Dv]
         out = out + torch.einsum('bhqs,bqshd->bhqd', attn, pair_values)
-    return module.out_proj(out.transpose(1, 2).reshape(B, Q, -1))
+    return module.out_proj(out.transpose(1, 2).reshape(B * Q, -1))
 
 
 @pytest.mark.parametrize('with_bias', [False, True])
@@ -44,5 +44,5 @@ def test_matches_written_out_attention(with_bias, with_rpe):
         run_bias = None if bias is None else bias.masked_fill(blocked, float('-inf'))
         out = attend(q, k, v, run_bias, rpe)
         results.append((out, torch.autograd.grad(out.square().sum(), leaves)))
-    assert results[0][0].shape == (B, Q, H * Dv)
+    assert results[0][0].shape == (B * Q, H * Dv)
     torch.testing.assert_close(results[0], results[1])

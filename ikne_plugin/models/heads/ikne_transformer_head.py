@@ -199,26 +199,30 @@ class IKNETransformerHead(BaseModule):
         """The decoder on padded scenes: feats [B, S, C], xyz [B, S, 3], padding bool [B, S],
         xyz_min/xyz_max [B, 1, 3] of the real superpoints. Returns (per-layer output dicts with
         mask_logits [B, Q, S], final normalised queries). No host synchronisation."""
+        # Per-query and per-superpoint tensors are 2D, their rows scene after scene ([B * Q, C],
+        # [B * S, C]): linear layers on them record no reshapes for the backward.
+        B, S = feats.shape[:2]
         extent = (xyz_max - xyz_min).clamp_min(1e-6)  # a single superpoint has no extent
-        memory = self.input_proj(feats)
-        mask_feats = self.mask_feat_proj(feats)
+        flat_feats = feats.flatten(0, 1)
+        memory = self.input_proj(flat_feats)
+        mask_feats = self.mask_feat_proj(flat_feats).view(B, S, -1)
         memory_proj = QueryDecoderLayer.project_memory(
-            self.layers, memory, self.key_pos_encoding((xyz - xyz_min) / extent))
-        batch_size = feats.shape[0]
-        ref = self.query_ref_points.weight.to(feats.dtype).sigmoid()[None].expand(batch_size, -1, -1)
-        queries = feats.new_zeros(batch_size, ref.shape[1], memory.shape[-1])
-        blocked = padding[:, None, :].expand(-1, ref.shape[1], -1)
+            self.layers, memory, self.key_pos_encoding((xyz - xyz_min) / extent).flatten(0, 1))
+        ref = self.query_ref_points.weight.to(feats.dtype).sigmoid()[None].expand(B, -1, -1)  # [B, Q, 3]
+        Q = ref.shape[1]
+        queries = feats.new_zeros(B * Q, memory.shape[-1])
+        blocked = padding[:, None, :].expand(-1, Q, -1)
         # ref: reference points in the unit cube, with gradient (the centres are predicted from
         # them); ref_in: the layer's input point, detached from the second layer on (as MAFT).
         ref_in = ref
         normeds, refs, masks = [], [], []
         for i, (layer, layer_memory) in enumerate(zip(self.layers, memory_proj)):
-            query_sine = self.query_pos_encoding(ref_in)
+            query_sine = self.query_pos_encoding(ref_in).flatten(0, 1)
             centers_in = ref_in * extent + xyz_min
             rel_idx = relative_position_bins(centers_in, xyz, self.rpe_num_bins, self.rpe_bin_size)
             queries = layer(queries, self.query_pos_mlp(query_sine), query_sine, layer_memory, rel_idx, blocked)
             normed = self.output_norm(queries)
-            mask_logits = normed @ mask_feats.transpose(1, 2)  # [B, Q, S]
+            mask_logits = torch.bmm(normed.view(B, Q, -1), mask_feats.transpose(1, 2))  # [B, Q, S]
             normeds.append(normed)
             refs.append(ref)
             masks.append(mask_logits)
@@ -226,16 +230,18 @@ class IKNETransformerHead(BaseModule):
                 break
             blocked = self._attention_block_mask(mask_logits.detach(), padding)
             # Same arithmetic as MAFT (metres, then back to the unit cube) for parity.
-            ref = (centers_in + self.center_refine_mlp(normed) - xyz_min) / extent
+            ref = (centers_in + self.center_refine_mlp(normed).view(B, Q, 3) - xyz_min) / extent
             ref_in = ref.detach()
         # The output heads, which the next layer does not need, once over all layers: fewer and
         # larger launches, forward and backward.
-        stacked = torch.stack(normeds)  # [L, B, Q, C]
-        outputs = zip(self.cls_head(stacked).unbind(), self.score_head(stacked).unbind(),
-                      (torch.stack(refs) * extent + xyz_min + self.center_head(stacked)).unbind(), masks)
-        layers = [dict(cls_logits=cls_logits, scores=scores, centers=centers, mask_logits=mask_logits)
-                  for cls_logits, scores, centers, mask_logits in outputs]
-        return layers, normed
+        stacked = torch.cat(normeds)  # [L * B * Q, C]
+        L = len(normeds)
+        cls_logits = self.cls_head(stacked).view(L, B, Q, -1)
+        scores = self.score_head(stacked).view(L, B, Q, 1)
+        centers = torch.stack(refs) * extent + xyz_min + self.center_head(stacked).view(L, B, Q, 3)
+        layers = [dict(cls_logits=c, scores=s, centers=x, mask_logits=m)
+                  for c, s, x, m in zip(cls_logits.unbind(), scores.unbind(), centers.unbind(), masks)]
+        return layers, normed.view(B, Q, -1)
 
     def _graph(self, inputs):
         """The ``DecoderGraph`` of these inputs' sizes and precision (captured at first use)."""

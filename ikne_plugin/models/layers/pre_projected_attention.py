@@ -39,7 +39,7 @@ class PreProjectedAttention(nn.Module):
                 ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
 
         Returns:
-            [B, Q, H * Dv].
+            [B * Q, H * Dv], the rows scene after scene (2D: no reshapes around the projection).
         """
         B, H, Q, Dk = q.shape
         if value_rpe is None:
@@ -49,7 +49,7 @@ class PreProjectedAttention(nn.Module):
         else:  # the value RPE term needs the attention probabilities themselves
             attn = self._probabilities(q, k, logit_bias)
             out = attn @ v + rpe_attention_value(attn, *value_rpe)
-        return self.out_proj(out.transpose(1, 2).reshape(B, Q, -1))
+        return self.out_proj(out.transpose(1, 2).reshape(B * Q, -1))
 
     @staticmethod
     def _probabilities(q: torch.Tensor, k: torch.Tensor, logit_bias: Optional[torch.Tensor]) -> torch.Tensor:

@@ -60,18 +60,18 @@ class QueryDecoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, N, H * D] -> [B, H, N, D]."""
-        B, N, C = x.shape
-        return x.view(B, N, self.num_heads, C // self.num_heads).transpose(1, 2)
+    def _heads(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """[B * N, H * D] -> [B, H, N, D]."""
+        rows, C = x.shape
+        return x.view(batch_size, rows // batch_size, self.num_heads, C // self.num_heads).transpose(1, 2)
 
     @staticmethod
     def project_memory(layers: Sequence['QueryDecoderLayer'], memory: torch.Tensor,
                        memory_pos: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Each layer's cross-attention inputs from the superpoints, which stay the same from
         layer to layer, for all ``layers`` in two products: per layer ``(Wkc m, Wkp e, Wv m)``
-        ([B, S, C] each) of ``memory`` m [B, S, C] (projected superpoint features) and
-        ``memory_pos`` e [B, S, C] (their Fourier position encoding)."""
+        ([B * S, C] each) of ``memory`` m [B * S, C] (projected superpoint features, batch-major)
+        and ``memory_pos`` e [B * S, C] (their Fourier position encoding)."""
         content = grouped_linear(memory, [proj for layer in layers
                                           for proj in (layer.ca_kcontent_proj, layer.ca_v_proj)])
         pos = grouped_linear(memory_pos, [layer.ca_kpos_proj for layer in layers])
@@ -82,30 +82,36 @@ class QueryDecoderLayer(nn.Module):
                 blocked: Optional[torch.Tensor]) -> torch.Tensor:
         """Update the content queries.
 
+        The rows are the batch's queries scene after scene ([B * Q, C], not [B, Q, C]): a
+        linear layer on a 2D input records no reshapes around its product, which on the GPU
+        costs the host as much per autograd node as the product's own launches.
+
         Args:
-            queries: [B, Q, C] content queries; query_pos: [B, Q, C] their position
-                embedding (MLP of ``query_sine``); query_sine: [B, Q, C] Fourier
+            queries: [B * Q, C] content queries; query_pos: [B * Q, C] their position
+                embedding (MLP of ``query_sine``); query_sine: [B * Q, C] Fourier
                 features of the query centres.
             memory_proj: this layer's entry of :meth:`project_memory`.
             rel_idx: int32/int64 [B, Q, S, 3] RPE bins; blocked: bool [B, Q, S] or None.
 
         Returns:
-            [B, Q, C] updated queries.
+            [B * Q, C] updated queries.
         """
+        B = rel_idx.shape[0]
         q_content, k_content, v = grouped_linear(queries, (self.sa_qcontent_proj, self.sa_kcontent_proj,
                                                            self.sa_v_proj))
         q_pos, k_pos = grouped_linear(query_pos, (self.sa_qpos_proj, self.sa_kpos_proj))
         q, k = q_content + q_pos, k_content + k_pos
-        queries = self.norm1(queries + self.self_attn(self._heads(q), self._heads(k), self._heads(v)))
+        attended = self.self_attn(self._heads(q, B), self._heads(k, B), self._heads(v, B))
+        queries = self.norm1(queries + attended)
 
         k_content, k_pos, v = memory_proj
         q_content = self.ca_qcontent_proj(queries)
         if self.ca_qpos_proj is not None:
             q_content = q_content + self.ca_qpos_proj(query_pos)
             k_content = k_content + k_pos
-        q_content, k_content = self._heads(q_content), self._heads(k_content)
-        q = torch.cat([q_content, self._heads(self.ca_qpos_sine_proj(query_sine))], dim=-1)
-        k = torch.cat([k_content, self._heads(k_pos)], dim=-1)
+        q_content, k_content = self._heads(q_content, B), self._heads(k_content, B)
+        q = torch.cat([q_content, self._heads(self.ca_qpos_sine_proj(query_sine), B)], dim=-1)
+        k = torch.cat([k_content, self._heads(k_pos, B)], dim=-1)
         # MAFT scales the whole query before taking the RPE query bias from its content half.
         scaled_q_content = q_content * q.shape[-1] ** -0.5
         bias = (query_rpe_bias(scaled_q_content, self.relative_pos_query_table, rel_idx) +
@@ -116,7 +122,7 @@ class QueryDecoderLayer(nn.Module):
             blocked_bias = torch.zeros_like(blocked, dtype=bias.dtype).masked_fill_(blocked, float('-inf'))
             bias = bias.add_(blocked_bias[:, None])
         value_table = value_table_to_op_layout(self.relative_pos_value_table)
-        attended = self.cross_attn(q, k, self._heads(v), logit_bias=bias,
+        attended = self.cross_attn(q, k, self._heads(v, B), logit_bias=bias,
                                    value_rpe=(rel_idx, value_table))
         queries = self.norm2(queries + attended)
 
