@@ -94,7 +94,11 @@ def test_decoder_layer_compiles_whole():
     torch.testing.assert_close(results[1], results[0])
 
 
-def test_training_decoder_compiles_whole():
+# On the CPU with aot_eager (no compiler needed); on the GPU with inductor, as users run it
+@pytest.mark.parametrize('device, backend', [
+    ('cpu', 'aot_eager'),
+    pytest.param('cuda', 'inductor', marks=pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA'))])
+def test_training_decoder_compiles_whole(device, backend):
     """``compile_decoder`` compiles the head's decoder (fullgraph: no graph break), on
     superpoints padded to ``graph_bucket``, with eager's outputs and gradients; also when the
     superpoint counts and the batch size change between steps, as in training (recompiled,
@@ -102,12 +106,12 @@ def test_training_decoder_compiles_whole():
     torch.manual_seed(0)
     cfg = dict(type='IKNETransformerHead', in_channels=8, num_classes=4, num_queries=6, num_layers=3,
                d_model=16, num_heads=2, ffn_dim=32, graph_bucket=16)
-    eager = MODELS.build(cfg).double().train()
-    compiled = MODELS.build(dict(cfg, compile_decoder=dict(backend='aot_eager', fullgraph=True))).double().train()
-    compiled.load_state_dict(eager.state_dict())
+    eager = MODELS.build(cfg).to(device, torch.float64).train()
+    compiled = MODELS.build(dict(cfg, compile_decoder=dict(backend=backend, fullgraph=True)))
+    compiled.to(device, torch.float64).train().load_state_dict(eager.state_dict())
     for step_lengths in [(30, 20), (50, 40), (70, )]:  # padded to multiples of 16 when compiled
-        sp_feats = [torch.randn(n, 8, dtype=torch.float64, requires_grad=True) for n in step_lengths]
-        sp_xyz = [torch.rand(n, 3, dtype=torch.float64) * 4 for n in step_lengths]
+        sp_feats = [torch.randn(n, 8, dtype=torch.float64, device=device, requires_grad=True) for n in step_lengths]
+        sp_xyz = [torch.rand(n, 3, dtype=torch.float64, device=device) * 4 for n in step_lengths]
         results = []
         for head in (eager, compiled):
             out = head(dict(sp_feats=sp_feats, sp_xyz=sp_xyz))
