@@ -83,8 +83,8 @@ class QueryDecoderLayer(nn.Module):
         """Update the content queries.
 
         The rows are the batch's queries scene after scene ([B * Q, C], not [B, Q, C]): a
-        linear layer on a 2D input records no reshapes around its product, which on the GPU
-        costs the host as much per autograd node as the product's own launches.
+        linear layer on a 2D input records no reshapes around its product, two autograd nodes
+        fewer each in a backward whose host cost per node bounds it on the GPU.
 
         Args:
             queries: [B * Q, C] content queries; query_pos: [B * Q, C] their position
