@@ -24,6 +24,8 @@ model = dict(
         score_thr=0.0,
         min_points=100,
         cuda_graph=True,  # CUDA inference replays the decoder as CUDA graphs (no effect elsewhere)
+        # Unset here (eager): --cfg-options model.head.compile_decoder.mode=default runs the training
+        # decoder through torch.compile (Triton and a C compiler; H100: step 1.50x -> 1.44x the backbone's)
         criterion=dict(
             type='IKNECriterion',
             num_classes=18,
