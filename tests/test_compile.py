@@ -76,7 +76,7 @@ def test_decoder_layer_compiles_whole():
     for table in (layer.relative_pos_query_table, layer.relative_pos_key_table,
                   layer.relative_pos_value_table):
         torch.nn.init.normal_(table)  # (zeros at initialisation would hide the RPE terms)
-    # (the rows scene after scene)
+    # queries [B * Q, C] and superpoints [B * S, C], as the layer takes them
     inputs = [torch.randn(batch * queries, channels, dtype=torch.float64) for _ in range(3)]
     inputs += [torch.randn(batch * superpoints, channels, dtype=torch.float64, requires_grad=True)
                for _ in range(2)]
