@@ -83,14 +83,12 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
     rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn, nullptr);
   }
   if (hist.has_value()) {
-    // per head, sum over the query rows (b, i) of hist^T grad_out: [H, 3L, D] -> [3, L, H, D]
-    const int64_t heads = table.size(2);
-    grad_table = at::bmm(hist->permute({1, 3, 0, 2}).reshape({heads, hist->size(3), -1}),
-                         grad.permute({1, 0, 2, 3}).reshape({heads, -1, grad.size(3)}))
-                     .view({heads, 3, table.size(1), table.size(3)})
-                     .permute({1, 2, 0, 3})
-                     .to(table.scalar_type())
-                     .contiguous();  // (torch.compile's fake kernel says so)
+    // per scene and head hist^T grad_out [B, H, 3L, D] (one batched matmul of the tensors as
+    // they are), summed over the scenes straight into the table's layout [3, L, H, D]
+    const int64_t heads = table.size(2), num_bins = table.size(1), dim = table.size(3);
+    grad_table = at::empty(table.sizes(), table.options());
+    at::Tensor per_head = grad_table.view({3 * num_bins, heads, dim}).permute({1, 0, 2});
+    at::sum_out(per_head, at::matmul(hist->transpose(2, 3), grad), {0});
   }
   return {grad_attn, grad_table};
 }

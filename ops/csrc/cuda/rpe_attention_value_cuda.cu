@@ -10,7 +10,8 @@
 //              its slice of the tile with its lanes over the (head, axis)
 //              pairs, into the warp's own copy of the bins where they fit
 //              (8 copies of 8 heads x 3 x 49 floats: 37.6 KB): a plain add per
-//              superpoint, no branch. Where warps share a copy (or the bins are
+//              superpoint, no branch, its weights and bins read four at a time
+//              (128-bit shared loads). Where warps share a copy (or the bins are
 //              in global memory) the lanes sum runs of equal bins in registers
 //              and add them with atomics. GPU time a call, a ScanNet-size
 //              decoder layer on an H200: lanes over superpoints adding into one
@@ -48,6 +49,9 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMinBlocks = 4;      // per SM: a scene's 400 query rows run in one wave on 132 SMs
 constexpr int kGroupHeads = 8;     // heads of one pass: 3 x 8 (head, axis) lanes of a warp
 constexpr int kTile = kThreads;    // superpoints staged at a time
+// Row stride of the staged tile (weights of a head, bins of an axis): rows start 16-byte
+// aligned, and the rows that one 128-bit load of a warp reads start in different banks.
+constexpr int kTileStride = kTile + 4;
 constexpr int64_t kSharedBytes = 48 * 1024;  // default per-block limit, no opt-in needed
 
 // Sizes, with rows = B * Nq query rows (b, i). The H rows (b, h, i) of query
@@ -66,45 +70,64 @@ struct SharedBins {
   __device__ int64_t at(int64_t segment, int64_t bin) const { return segment * stride + bin; }
 };
 
+// Four consecutive values of a shared array, 16-byte aligned for 4-byte types (one 128-bit
+// load; other types, which take the atomic path in practice, load one by one).
+template <typename T>
+__device__ __forceinline__ void load4(const T* p, T (&v)[4]) {
+  if constexpr (sizeof(T) == 4) {
+    const int4 x = *reinterpret_cast<const int4*>(p);
+    memcpy(v, &x, sizeof(x));
+  } else {
+#pragma unroll
+    for (int k = 0; k < 4; ++k) v[k] = p[k];
+  }
+}
+
 // Adds a warp slice's attention of one (head, axis) segment into its bins; bin
-// -1 (outside [0, L)) adds nothing. kOwned: the lane alone adds into this
-// segment, a shared one padded to L + 1 bins, so each superpoint is a plain
-// add, without a branch (bin -1 adds into the padding). Else atomics (shared
-// float atomics are compare-and-swap loops): a run of superpoints in one bin
-// is summed in registers and added once (nearby superpoints share bins, and
-// the end bins hold long runs).
+// `skip` (L: a bin outside [0, L), or a superpoint past the row's end, which
+// weighs 0) adds nothing. kOwned: the lane alone adds into this segment, a
+// shared one padded to L + 1 bins, so each superpoint is a plain add without a
+// branch (bin L adds into the padding), over the slice rounded up to a
+// multiple of 4 (the tile holds kTile entries, those past the row weighing 0).
+// Else atomics (shared float atomics are compare-and-swap loops): a run of
+// superpoints in one bin is summed in registers and added once (nearby
+// superpoints share bins, and the end bins hold long runs).
 template <bool kOwned, typename acc_t>
 __device__ void add_slice(const acc_t* __restrict__ weights, const int* __restrict__ bins_of_axis,
-                          int count, acc_t* __restrict__ segment, int padding) {
+                          int count, acc_t* __restrict__ segment, int skip) {
   if constexpr (kOwned) {
-#pragma unroll 8
-    for (int k = 0; k < count; ++k) {
-      const int bin = bins_of_axis[3 * k];
-      segment[bin >= 0 ? bin : padding] += weights[k];
+#pragma unroll 2
+    for (int k = 0; k < count; k += 4) {
+      acc_t w[4];
+      int bin[4];
+      load4(weights + k, w);
+      load4(bins_of_axis + k, bin);
+#pragma unroll
+      for (int u = 0; u < 4; ++u) segment[bin[u]] += w[u];
     }
   } else {
-    int run_bin = -1;
+    int run_bin = skip;
     acc_t run_sum = 0;
 #pragma unroll 4
     for (int k = 0; k < count; ++k) {
-      const int bin = bins_of_axis[3 * k];
+      const int bin = bins_of_axis[k];
       const acc_t w = weights[k];
       if (bin != run_bin) {
-        if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+        if (run_bin != skip) gpuAtomicAdd(segment + run_bin, run_sum);
         run_bin = bin;
         run_sum = 0;
       }
       run_sum += w;
     }
-    if (run_bin >= 0) gpuAtomicAdd(segment + run_bin, run_sum);
+    if (run_bin != skip) gpuAtomicAdd(segment + run_bin, run_sum);
   }
 }
 
 // One thread's superpoint j0 + threadIdx.x of a tile, held in registers from
 // its load to its store into shared memory (so that a tile's loads are all in
 // flight at once, while the previous tile is added): the attention of up to
-// kGroupHeads heads and the three bins (-1 for a bin outside [0, L), which
-// sets the flag; 0 weight and bin -1 past the row's last superpoint).
+// kGroupHeads heads and the three bins (L for a bin outside [0, L), which
+// sets the flag; 0 weight and bin L past the row's last superpoint).
 template <typename acc_t, typename index_t>
 struct TileLoad {
   acc_t weight[kGroupHeads];
@@ -130,13 +153,13 @@ struct TileLoad {
                         int* flag) const {
 #pragma unroll
     for (int g = 0; g < kGroupHeads; ++g) {
-      if (g < group) tile_attn[g * (kTile + 1) + threadIdx.x] = weight[g];
+      if (g < group) tile_attn[g * kTileStride + threadIdx.x] = weight[g];
     }
 #pragma unroll
     for (int a = 0; a < 3; ++a) {
       const bool valid = bin[a] >= 0 && bin[a] < num_bins;
       if (present && !valid && flag != nullptr) *flag = 1;
-      tile_bins[3 * threadIdx.x + a] = valid ? static_cast<int>(bin[a]) : -1;
+      tile_bins[a * kTileStride + threadIdx.x] = static_cast<int>(valid ? bin[a] : num_bins);
     }
   }
 };
@@ -152,12 +175,13 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
                          acc_t* __restrict__ hist, const scalar_t* __restrict__ table,
                          scalar_t* __restrict__ out, int64_t dim, Shape s, int copies,
                          int* __restrict__ flag) {
-  extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
+  extern __shared__ __align__(16) unsigned char shared_raw[];
   const SharedBins bins{s.num_bins + 1};
   const int64_t copy_size = 3 * kGroupHeads * bins.stride;
   acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);        // [copies][copy_size]
-  acc_t* tile_attn = shared + copies * copy_size;               // [kGroupHeads][kTile + 1]
-  int* tile_bins = reinterpret_cast<int*>(tile_attn + kGroupHeads * (kTile + 1));  // [kTile][3]
+  // (copy_size is a multiple of 24: the tile starts 16-byte aligned)
+  acc_t* tile_attn = shared + copies * copy_size;               // [kGroupHeads][kTileStride]
+  int* tile_bins = reinterpret_cast<int*>(tile_attn + kGroupHeads * kTileStride);  // [3][kTileStride]
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   constexpr int kSlice = kTile / kWarps;
   acc_t* copy = copies > 0 ? shared + (warp % copies) * copy_size : nullptr;
@@ -186,8 +210,8 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         if (j0 + kTile < s.keys) next.load(attn, rel_row, first, h0, group, j0 + kTile, s);
         const int slice = warp * kSlice, count = min(kSlice, n - slice);
         if (target != nullptr && count > 0) {
-          add_slice<kOwned>(tile_attn + h * (kTile + 1) + slice, tile_bins + 3 * slice + a, count,
-                            target, static_cast<int>(s.num_bins));
+          add_slice<kOwned>(tile_attn + h * kTileStride + slice, tile_bins + a * kTileStride + slice,
+                            kOwned ? (count + 3) & ~3 : count, target, static_cast<int>(s.num_bins));
         }
         __syncthreads();
       }
@@ -294,7 +318,7 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::ScalarType acc = at::toOpMathType(attn.scalar_type());
   const int64_t acc_bytes = at::elementSize(acc);
-  const int64_t tile_bytes = kGroupHeads * (kTile + 1) * acc_bytes + 3 * kTile * sizeof(int);
+  const int64_t tile_bytes = (kGroupHeads * acc_bytes + 3 * sizeof(int)) * kTileStride;
   const int64_t copy_bytes = 3 * kGroupHeads * (num_bins + 1) * acc_bytes;
   const int copies = static_cast<int>(std::min<int64_t>(kWarps, (kSharedBytes - tile_bytes) / copy_bytes));
   at::Tensor bins = hist;  // the atomics' target when the bins do not fit in shared memory
