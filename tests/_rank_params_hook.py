@@ -29,7 +29,7 @@ class SaveRankParamsHook(Hook):
     """Writes ``<work_dir>/rank<r>.pth`` at the end of the run."""
 
     def before_train(self, runner):
-        self.before = _params(runner)
+        self.before, self.norm_stats_before = _params(runner), _norm_stats(runner)
         self.scenes = []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
@@ -37,7 +37,7 @@ class SaveRankParamsHook(Hook):
 
     def after_train(self, runner):
         torch.save(dict(before=self.before, after=_params(runner), norm_stats=_norm_stats(runner),
-                        scenes=self.scenes,
+                        norm_stats_before=self.norm_stats_before, scenes=self.scenes,
                         world_size=get_world_size(), wrapper=type(runner.model).__name__,
                         sync_bn=any(isinstance(m, torch.nn.SyncBatchNorm) for m in runner.model.modules())),
                    os.path.join(runner.work_dir, f'rank{get_rank()}.pth'))
