@@ -87,8 +87,9 @@ __device__ __forceinline__ void load4(const T* p, T (&v)[4]) {
 // `skip` (L: a bin outside [0, L), or a superpoint past the row's end, which
 // weighs 0) adds nothing. kOwned: the lane alone adds into this segment, a
 // shared one padded to L + 1 bins, so each superpoint is a plain add without a
-// branch (bin L adds into the padding), over the slice rounded up to a
-// multiple of 4 (the tile holds kTile entries, those past the row weighing 0).
+// branch (bin L adds into the padding), four at a time: a slice ending inside
+// a group of four (in the row's last tile) reads on into the staged entries
+// past the row's end, which weigh 0 and carry bin L.
 // Else atomics (shared float atomics are compare-and-swap loops): a run of
 // superpoints in one bin is summed in registers and added once (nearby
 // superpoints share bins, and the end bins hold long runs).
@@ -211,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
         const int slice = warp * kSlice, count = min(kSlice, n - slice);
         if (target != nullptr && count > 0) {
           add_slice<kOwned>(tile_attn + h * kTileStride + slice, tile_bins + a * kTileStride + slice,
-                            kOwned ? (count + 3) & ~3 : count, target, static_cast<int>(s.num_bins));
+                            count, target, static_cast<int>(s.num_bins));
         }
         __syncthreads();
       }
