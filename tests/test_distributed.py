@@ -28,12 +28,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def process_env(**extra):
+    """The environment of a training process: the test hook importable, one OpenMP thread."""
+    return dict(os.environ, OMP_NUM_THREADS='1', **extra,
+                PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT, os.environ.get('PYTHONPATH', '')]))
+
+
 def run_dist_tool(script, args, tmp_path, cuda):
     """Run tools/<script> (a torchrun launcher) with the test hook importable; fail with the
     end of its output."""
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(free_port()), OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT,
-                                           os.environ.get('PYTHONPATH', '')]))
+    env = process_env(PYTHON=sys.executable, PORT=str(free_port()))
     if not cuda:
         env['CUDA_VISIBLE_DEVICES'] = ''  # the CPU path (gloo) also on a machine with GPUs
     proc = subprocess.run(['bash', os.path.join(ROOT, 'tools', script), *map(str, args)], env=env,
@@ -122,9 +126,7 @@ def test_two_ranks_share_one_gpu_sync_bn(data_root, tmp_path):
     args = [sys.executable, os.path.join(ROOT, 'tools', 'train.py'), config, '--launcher', 'pytorch',
             '--sync-bn', '--work-dir', work_dir,
             *tiny_options(data_root, 2, 'train_dataloader.batch_size=1', 'env_cfg.dist_cfg.backend=gloo')]
-    env = dict(os.environ, WORLD_SIZE='2', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT=port,
-               OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join([os.path.join(ROOT, 'tests'), ROOT,
-                                                                os.environ.get('PYTHONPATH', '')]))
+    env = process_env(WORLD_SIZE='2', LOCAL_RANK='0', MASTER_ADDR='127.0.0.1', MASTER_PORT=port)
     procs = [subprocess.Popen(list(map(str, args)), env=dict(env, RANK=str(r)), cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in range(2)]
