@@ -40,6 +40,7 @@ def test_runs_on_the_cpu(tmp_path):
     nodes = train['autograd_nodes']  # the decoder's linear layers are among a step's nodes
     assert 'AddmmBackward0' in [n['node'] for n in nodes] and all(n['count'] > 0 for n in nodes)
     assert [n['host_ms'] for n in nodes] == sorted((n['host_ms'] for n in nodes), reverse=True)
+    assert train['kernels'] == train['ops'] == []  # device time: CUDA only
 
 
 def test_idle_by_stage_counts_the_gaps_between_busy_intervals():

@@ -24,7 +24,8 @@ host synchronisations of one training step are counted by place in the code
 (``torch.cuda.set_sync_debug_mode``), the GPU's busy time of a run (torch.profiler) is
 set against its wall time, and the GPU's idle time in a training step is split by the stage
 the host was in meanwhile (where the host, not the GPU, bounds the step). On both devices the
-autograd node types of a training step are ranked by their host time (profiled).
+autograd node types of a training step are ranked by their host time, and on CUDA its kernels
+and ATen ops by their device time (profiled).
 
 Scenes: the synthetic ScanNet-size scene of every benchmark
 (``ikne_plugin.datasets.synthetic_scene``: a room shell and 12 furniture boxes; 150k points
@@ -148,21 +149,39 @@ def gpu_idle_by_stage(fn, clock):
 AUTOGRAD_NODE = 'autograd::engine::evaluate_function: '
 
 
-def autograd_node_costs(fn, device, top=12):
-    """The autograd node types of one run of fn() by host time, costliest first (at most
-    ``top``): ``[{node, count, host_ms, device_ms}]``. A backward bound by the host is bound
-    by its nodes' count times their cost, which this prices (torch.profiler, whose own cost per
-    operator inflates the host times: it ranks more than it measures)."""
+def step_profile(fn, device, top=12):
+    """Where one run of fn() spends its time, costliest first (torch.profiler, whose own cost
+    per operator inflates the host times: it ranks more than it measures):
+
+    - ``nodes``: the autograd node types by host time, ``[{node, count, host_ms, device_ms}]``
+      (at most ``top``): a backward bound by the host is bound by its nodes' count times their
+      cost, which this prices;
+    - on CUDA, ``kernels`` by device time, ``[{kernel, count, device_ms}]``, and the ATen ``ops``
+      that launched them by their own device time, told apart by input shapes,
+      ``[{op, shapes, count, device_ms}]`` (at most ``2 * top`` each): where the GPU work goes.
+    """
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == 'cuda':
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
+    with torch.profiler.profile(activities=activities, record_shapes=device.type == 'cuda') as prof:
         fn()
         synchronize(device)
-    nodes = [e for e in prof.key_averages() if e.key.startswith(AUTOGRAD_NODE)]
-    nodes.sort(key=lambda e: -e.cpu_time_total)
-    return [dict(node=e.key[len(AUTOGRAD_NODE):], count=e.count, host_ms=e.cpu_time_total / 1e3,
-                 device_ms=e.device_time_total / 1e3) for e in nodes[:top]]
+    averages = prof.key_averages()
+    nodes = sorted((e for e in averages if e.key.startswith(AUTOGRAD_NODE)), key=lambda e: -e.cpu_time_total)
+    profile = dict(nodes=[dict(node=e.key[len(AUTOGRAD_NODE):], count=e.count, host_ms=e.cpu_time_total / 1e3,
+                               device_ms=e.device_time_total / 1e3) for e in nodes[:top]],
+                   kernels=[], ops=[])
+    if device.type == 'cuda':
+        kernels = sorted((e for e in averages if e.device_type == torch.autograd.DeviceType.CUDA),
+                         key=lambda e: -e.device_time_total)
+        profile['kernels'] = [dict(kernel=e.key, count=e.count, device_ms=e.device_time_total / 1e3)
+                              for e in kernels[:2 * top]]
+        ops = sorted((e for e in prof.key_averages(group_by_input_shape=True)
+                      if e.device_type == torch.autograd.DeviceType.CPU and e.key.startswith('aten::')),
+                     key=lambda e: -e.self_device_time_total)
+        profile['ops'] = [dict(op=e.key, shapes=str(e.input_shapes), count=e.count,
+                               device_ms=e.self_device_time_total / 1e3) for e in ops[:2 * top]]
+    return profile
 
 
 def idle_by_stage(marks, busy):
@@ -371,11 +390,12 @@ def measure(model, optim_wrapper, clock, seen, scene, batch, device, args, amp):
         features.float().sum().backward()
         model.backbone.zero_grad(set_to_none=True)
 
+    profile = step_profile(train_step, device)
     out['train'] = dict(
         step_ms=step_ms, stages_ms=step_stages,
         backbone_fwd_bwd_ms=time_runs(backbone_step, device, args.warmup, args.repeats)[0],
         voxels=len(train_args[0]), **peak_gib(train_step, device),
-        autograd_nodes=autograd_node_costs(train_step, device))
+        autograd_nodes=profile['nodes'], kernels=profile['kernels'], ops=profile['ops'])
     if device.type == 'cuda':
         out['train']['host_syncs'] = count_host_syncs(train_step)
         model.eval()
@@ -445,6 +465,11 @@ def print_report(result):
                   + f'; total {sum(idle.values()):.2f}')
         print(f'autograd nodes of one training step ({k}, profiled) by host time: ' + '; '.join(
             f"{n['node']} {n['count']}x {n['host_ms']:.2f} ms" for n in result[k]['train']['autograd_nodes']))
+        if result[k]['train']['kernels']:
+            print(f'kernels of one training step ({k}, profiled) by device time: ' + '; '.join(
+                f"{n['kernel'][:100]} {n['count']}x {n['device_ms']:.2f} ms" for n in result[k]['train']['kernels']))
+            print(f'ATen ops of one training step ({k}, profiled) by their own device time: ' + '; '.join(
+                f"{n['op']} {n['shapes'][:120]} {n['count']}x {n['device_ms']:.2f} ms" for n in result[k]['train']['ops']))
         syncs = result[k]['train'].get('host_syncs')
         if syncs:
             print(f'host syncs of one training step ({k}): ' + '; '.join(f'{n}x {w}' for w, n in syncs.items()))
