@@ -30,7 +30,7 @@ def test_voxelisation_reproduces_mafts(maft):
     inputs, _ = scene_inputs(scene)
     points = inputs['points'][0]
     voxel_coords, p2v, spatial_shape = model.voxelize_points(
-        points[:, :3], torch.zeros(len(points), dtype=torch.long), 1)
+        points[:, :3], torch.zeros(len(points), dtype=torch.long), [len(points)])
     maft_coords = scene['voxel_coords'].long()
     assert len(voxel_coords) == len(maft_coords)
     # the same integer voxel for every point, i.e. the same voxels up to their order

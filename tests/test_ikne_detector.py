@@ -111,7 +111,7 @@ def test_voxelisation_is_mafts():
               random_scene(2000, (5.0, -7.0, 0.0), extent=1.0, seed=2)[0]]
     xyz = torch.cat([s[:, :3] for s in scenes])
     batch_idx = torch.cat([torch.full((len(s),), i) for i, s in enumerate(scenes)])
-    voxel_coords, p2v, spatial_shape = model.voxelize_points(xyz, batch_idx, 2)
+    voxel_coords, p2v, spatial_shape = model.voxelize_points(xyz, batch_idx, [len(s) for s in scenes])
 
     expected = []  # reference in numpy, per scene, MAFT's order of operations (scale, then min)
     for i, s in enumerate(scenes):

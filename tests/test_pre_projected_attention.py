@@ -40,9 +40,10 @@ def test_matches_written_out_attention(with_bias, with_rpe):
         leaves.append(table)
     results = []
     for attend in (module, lambda *args: reference(module, *args)):
-        # the bias is consumed by the module: each run gets its own
         run_bias = None if bias is None else bias.masked_fill(blocked, float('-inf'))
         out = attend(q, k, v, run_bias, rpe)
         results.append((out, torch.autograd.grad(out.square().sum(), leaves)))
+        if bias is not None:  # the module leaves its input alone
+            assert torch.equal(run_bias, bias.detach().masked_fill(blocked, float('-inf')))
     assert results[0][0].shape == (B * Q, H * Dv)
     torch.testing.assert_close(results[0], results[1])

@@ -70,12 +70,13 @@ class IKNE(Base3DDetector):
         pts = torch.cat(points)
         xyz = pts[:, :3]
         feats = [pts[:, 3:6], xyz] + ([pts[:, 6:9]] if self.with_normals else [])
-        voxel_coords, p2v, spatial_shape = self.voxelize_points(xyz, batch_idx, batch_size)
+        voxel_coords, p2v, spatial_shape = self.voxelize_points(xyz, batch_idx, num_points)
         # superpoints: one id space over the batch, offset by the superpoints of earlier scenes;
         # counted before the backbone is queued, so that the host, not waiting for it here,
         # queues the head's work while the GPU runs the backbone
+        # (a reduction per scene: a scatter of every point into B slots serialises on atomics)
         all_sp = torch.cat(sp_ids)
-        num_sp = all_sp.new_zeros(batch_size).scatter_reduce(0, batch_idx, all_sp, 'amax') + 1
+        num_sp = torch.stack([ids.max() for ids in sp_ids]) + 1
         sp_offset = torch.cumsum(num_sp, 0) - num_sp
         global_sp = all_sp + sp_offset[batch_idx]
         num_sp = num_sp.tolist()
@@ -94,21 +95,20 @@ class IKNE(Base3DDetector):
             sp_feats=list(sp_feats.split(num_sp)),
             sp_xyz=list(sp_xyz.split(num_sp)))
 
-    def voxelize_points(self, xyz, batch_idx, batch_size):
+    def voxelize_points(self, xyz, batch_idx, num_points):
         """MAFT's voxel grid: truncation after subtracting each scene's minimum.
 
         Args:
-            xyz: ``[N, 3]`` point coordinates (metres) of all scenes.
+            xyz: ``[N, 3]`` point coordinates (metres) of all scenes, scene after scene.
             batch_idx: ``[N]`` int64 scene index of each point.
-            batch_size: number of scenes.
+            num_points: the scenes' point counts (host ints), summing to N.
 
         Returns:
             ``voxel_coords`` [M, 4] int32 (batch index, x, y, z), ``p2v`` [N] int64 (voxel of
             each point) and the spatial shape (3 ints).
         """
         scaled = xyz * self.voxel_scale
-        scene_min = scaled.new_full((batch_size, 3), float('inf')).scatter_reduce(
-            0, batch_idx[:, None].expand(-1, 3), scaled, 'amin')
+        scene_min = torch.stack([scene.amin(0) for scene in scaled.split(num_points)])  # [B, 3]
         grid = (scaled - scene_min[batch_idx]).long()
         voxel_coords, p2v = voxelize(torch.cat([batch_idx[:, None], grid], 1))
         spatial_shape = grid.amax(0).add(1).clamp(min=self.min_spatial_shape).tolist()

@@ -33,8 +33,6 @@ class PreProjectedAttention(nn.Module):
             q: [B, H, Q, Dk] queries (unscaled), k: [B, H, S, Dk], v: [B, H, S, Dv].
             logit_bias: optional [B, H, Q, S] added to the scaled logits; -inf blocks a
                 pair. Every row must keep at least one finite entry (the caller guarantees it).
-                Consumed with ``value_rpe``: where it already has the operands' dtype it is
-                overwritten with the logits, so the caller passes a temporary nothing else reads.
             value_rpe: optional ``(rel_idx [B, Q, S, 3], table [3, L, H, Dv])``: adds
                 ``rpe_attention_value(attn, rel_idx, table)`` to the attended values.
 
@@ -58,9 +56,9 @@ class PreProjectedAttention(nn.Module):
         q = q * Dk ** -0.5
         if logit_bias is None:
             return (q @ k.transpose(-1, -2)).softmax(dim=-1)
-        # The bias is the product's accumulator, in place: no pass over the logits and no copy
-        # of the bias (out-of-place baddbmm copies it first). Autocast leaves in-place ops
-        # alone, so the bias takes the operands' dtype first, as it would there.
-        logits = logit_bias.to(q.dtype).reshape(B * H, Q, -1).baddbmm_(
-            q.reshape(B * H, Q, Dk), k.reshape(B * H, -1, Dk).transpose(1, 2))
+        # The bias is the product's accumulator: one copy of it, no pass over the logits. Not in
+        # place: the bias's [B * H, Q, S] form is a view, and an in-place op on a view costs the
+        # backward four copies of the logits (autograd's CopySlices and AsStridedBackward).
+        logits = torch.baddbmm(logit_bias.reshape(B * H, Q, -1), q.reshape(B * H, Q, Dk),
+                               k.reshape(B * H, -1, Dk).transpose(1, 2))
         return logits.view(B, H, Q, -1).softmax(dim=-1)
