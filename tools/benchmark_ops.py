@@ -10,8 +10,8 @@ scene's superpoint centres (the decoder's case, where most superpoints of a row 
 few bins) and with uniform random bins; and the logit bias of the same layer
 (rpe_attention_bias) on the scene's bins. Each line gives the median time of both in one
 run (after warm-up, with torch.cuda.synchronize on CUDA) and their ratio; on CUDA also the
-GPU busy time of a call (kernels and copies, torch.profiler): where it is well below the
-wall time, the host bounds the call. Peak memory is the largest allocation above what was
+GPU busy time of a call (kernels and copies, torch.profiler, run after all the wall times):
+where it is well below the wall time, the host bounds the call. Peak memory is the largest allocation above what was
 allocated before the call (torch.cuda.max_memory_allocated); it is not measured on the CPU,
 where torch has no allocator statistics.
 """
@@ -45,8 +45,8 @@ def spin_up(device, seconds=1.0):
         torch.cuda.synchronize(device)
 
 
-def time_call(fn, device, repeats, warmup=3):
-    """(median seconds, GPU busy seconds or None, peak extra bytes or None) of fn()."""
+def wall_time(fn, device, repeats, warmup=3):
+    """Median seconds of fn(), each call waited for (torch.cuda.synchronize on CUDA)."""
     sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -57,17 +57,18 @@ def time_call(fn, device, repeats, warmup=3):
         fn()
         sync()
         times.append(time.perf_counter() - start)
-    busy = peak = None
-    if device.type == 'cuda':
-        busy_ms = gpu_busy_ms(fn, runs=repeats)
-        busy = None if busy_ms is None else busy_ms / 1e3
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        sync()
-        peak = torch.cuda.max_memory_allocated(device) - before
-    return statistics.median(times), busy, peak
+    return statistics.median(times)
+
+
+def gpu_work(fn, device, repeats):
+    """(GPU busy seconds or None, peak extra bytes) of fn() on CUDA."""
+    busy_ms = gpu_busy_ms(fn, runs=repeats)
+    torch.cuda.empty_cache()
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return None if busy_ms is None else busy_ms / 1e3, torch.cuda.max_memory_allocated(device) - before
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,22 +188,29 @@ def main():
              if device.type == 'cuda' else ''))
     if device.type == 'cuda':
         spin_up(device)
+    cases = [case for name in BENCHMARKS if not args.ops or name in args.ops
+             for case in BENCHMARKS[name](device, torch.Generator().manual_seed(0))]
+    # Every wall time before the first profile: once torch.profiler has run in a process, each
+    # later kernel launch costs the host more (CUPTI), which would inflate the host-bound calls.
+    times = [(wall_time(op, device, args.repeats), wall_time(reference, device, args.repeats))
+             for _, op, reference in cases]
     results = []
-    for bench in (BENCHMARKS[name] for name in BENCHMARKS if not args.ops or name in args.ops):
-        for label, op, reference in bench(device, torch.Generator().manual_seed(0)):
-            op_time, op_busy, op_peak = time_call(op, device, args.repeats)
-            ref_time, ref_busy, ref_peak = time_call(reference, device, args.repeats)
-            row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
-                       ext_gpu_ms=op_busy and op_busy * 1e3, ref_gpu_ms=ref_busy and ref_busy * 1e3,
-                       ext_peak_mb=None if op_peak is None else op_peak / 2**20,
-                       ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
-            row['mem_ratio'] = (row['ext_peak_mb'] / row['ref_peak_mb']
-                                if op_peak is not None and ref_peak else None)
-            results.append(row)
-            cuda = ('' if device.type != 'cuda' else
-                    f' {row["ext_gpu_ms"] or math.nan:9.3f} {row["ref_gpu_ms"] or math.nan:9.3f}'
-                    f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
-            print(f'{label:80s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{cuda}')
+    for (label, op, reference), (op_time, ref_time) in zip(cases, times):
+        op_busy = ref_busy = op_peak = ref_peak = None
+        if device.type == 'cuda':
+            (op_busy, op_peak), (ref_busy, ref_peak) = (gpu_work(fn, device, args.repeats)
+                                                        for fn in (op, reference))
+        row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
+                   ext_gpu_ms=op_busy and op_busy * 1e3, ref_gpu_ms=ref_busy and ref_busy * 1e3,
+                   ext_peak_mb=None if op_peak is None else op_peak / 2**20,
+                   ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
+        row['mem_ratio'] = (row['ext_peak_mb'] / row['ref_peak_mb']
+                            if op_peak is not None and ref_peak else None)
+        results.append(row)
+        cuda = ('' if device.type != 'cuda' else
+                f' {row["ext_gpu_ms"] or math.nan:9.3f} {row["ref_gpu_ms"] or math.nan:9.3f}'
+                f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
+        print(f'{label:80s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{cuda}')
     if args.json:
         payload = dict(device=name, torch=torch.__version__, repeats=args.repeats, results=results)
         atomic_write(args.json, json.dumps(payload, indent=2) + '\n')

@@ -244,6 +244,14 @@ void launch_rows(int vec, Kernel kernel, int64_t rows, int64_t channels, cudaStr
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
+// A zero-filled tensor by a memset on `stream`: cheaper on the host than at::zeros's fill kernel.
+at::Tensor zeros_on_stream(at::IntArrayRef sizes, const at::TensorOptions& options,
+                           cudaStream_t stream) {
+  at::Tensor zeros = at::empty(sizes, options);
+  C10_CUDA_CHECK(cudaMemsetAsync(zeros.data_ptr(), 0, zeros.nbytes(), stream));
+  return zeros;
+}
+
 // Float32 rows of a multiple of 4 channels starting on 16 bytes: float4 access.
 bool float4_rows(const at::Tensor& t) {
   return t.scalar_type() == at::kFloat && t.size(1) % 4 == 0 &&
@@ -271,7 +279,7 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
   const bool vec4 = float4_rows(feats);
   at::Tensor out, aux;
   if (use_max && packed_max(feats, n)) {
-    aux = at::zeros({m, channels}, long_options);
+    aux = zeros_on_stream({m, channels}, long_options, stream);
     out = at::empty({m, channels}, feats.options());
     auto* keys = reinterpret_cast<unsigned long long*>(aux.data_ptr<int64_t>());
     // One channel a lane (measured on an H200: float4 rows made its atomics slower, 47 vs 25 us).
@@ -296,7 +304,7 @@ std::vector<at::Tensor> voxel_pool_forward_cuda(const at::Tensor& feats, const a
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   } else {
-    aux = at::zeros({m}, long_options);
+    aux = zeros_on_stream({m}, long_options, stream);
     out = at::empty({m, channels}, feats.options());
     auto* counts = reinterpret_cast<unsigned long long*>(aux.data_ptr<int64_t>());
     const int64_t* counts_data = aux.data_ptr<int64_t>();
