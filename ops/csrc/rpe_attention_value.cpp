@@ -8,12 +8,13 @@
 //                gradients keeps no histogram)
 //   grad_attn[b,h,i,j] = sum_a bin_grad[b,h,i,a,rel_idx[b,i,j,a]],  bin_grad = grad_out @ table_h^T
 //   grad_table = sum_{b,i} hist^T grad_out.
-// The device kernels do the histogram with the product and the gather into
-// grad_attn; the backward's dense products are ATen matmuls here. hist
-// is in the op-math dtype (float for half inputs). Nothing here raises on user
-// input: the Python wrapper validates dtypes, shapes and devices and sends
-// empty inputs (any size 0) to the reference; a rel_idx outside [0, L) is
-// skipped and sets *flag (host memory, pinned for CUDA), which the wrapper raises.
+// Each step is one device implementation: on CUDA one kernel each (the gradients' products
+// made inside them, so that a backward launches two kernels; cuBLAS's products cost the
+// host more than their GPU time at these sizes), on the CPU ATen's matmuls around the sparse
+// kernels. hist is in the op-math dtype (float for half inputs). Nothing here raises on user
+// input: the Python wrapper validates dtypes, shapes and devices and sends empty inputs (any
+// size 0) to the reference; a rel_idx outside [0, L) is skipped and sets *flag (host memory,
+// pinned for CUDA), which the wrapper raises.
 #include <ATen/OpMathType.h>
 #include <torch/csrc/autograd/custom_function.h>
 
@@ -33,21 +34,26 @@ void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_
 
 // grad_attn [B, H, Nq, Ns] = bin_grad [B, H, Nq, 3L] (op-math dtype) gathered at
 // rel_idx's bins, summed over the axes; a bin outside [0, L) adds nothing and
-// sets *flag unless flag is null (here rel_idx was checked by the forward).
+// sets *flag unless flag is null (the bias op's forward).
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag) {
   DISPATCH_DEVICE_IMPL(rpe_attention_gather_impl, bin_grad, rel_idx, grad_attn, flag);
 }
 
-namespace {
-
-// table [3, L, H, D] as per-head matrices [H, 3L, D] in `dtype` (a view when
-// table has that dtype and is contiguous).
-at::Tensor table_per_head(const at::Tensor& table, at::ScalarType dtype) {
-  return table.to(dtype).permute({2, 0, 1, 3}).reshape({table.size(2), -1, table.size(3)});
+// The value op's grad_attn [B, H, Nq, Ns]: the gather of bin_grad = grad_out [B, H, Nq, D]
+// @ table_h^T (table [3, L, H, D]; both of grad_attn's dtype). rel_idx was checked by the
+// forward: a bin outside [0, L) adds nothing.
+void rpe_attention_value_grad_attn_impl(const at::Tensor& grad_out, const at::Tensor& table,
+                                        const at::Tensor& rel_idx, at::Tensor& grad_attn) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_value_grad_attn_impl, grad_out, table, rel_idx, grad_attn);
 }
 
-}  // namespace
+// The value op's grad_table [3, L, H, D] = sum over (b, i) of hist[b, h, i]^T grad_out[b, h, i]
+// (hist [B, H, Nq, 3L] in the op-math dtype, grad_out [B, H, Nq, D] of grad_table's dtype).
+void rpe_attention_value_grad_table_impl(const at::Tensor& hist, const at::Tensor& grad_out,
+                                         at::Tensor& grad_table) {
+  DISPATCH_DEVICE_IMPL(rpe_attention_value_grad_table_impl, hist, grad_out, grad_table);
+}
 
 // Returns {out [B, H, Nq, D], hist (undefined unless save_hist)}.
 std::vector<at::Tensor> rpe_attention_value_forward(const at::Tensor& attn,
@@ -72,23 +78,16 @@ std::vector<at::Tensor> rpe_attention_value_backward(const at::Tensor& grad_out,
                                                      const at::Tensor& table,
                                                      const std::optional<at::Tensor>& hist,
                                                      bool attn_grad) {
-  const at::ScalarType acc = at::toOpMathType(grad_out.scalar_type());
-  const at::Tensor grad = grad_out.to(acc);
+  const at::Tensor grad = grad_out.contiguous();
   at::Tensor grad_attn, grad_table;
   if (attn_grad) {
-    const at::Tensor bin_grad =
-        at::matmul(grad, table_per_head(table, acc).transpose(1, 2)).contiguous();
-    grad_attn = at::empty({grad_out.size(0), grad_out.size(1), grad_out.size(2), rel_idx.size(2)},
-                          grad_out.options());
-    rpe_attention_gather_impl(bin_grad, rel_idx.contiguous(), grad_attn, nullptr);
+    grad_attn = at::empty({grad.size(0), grad.size(1), grad.size(2), rel_idx.size(2)},
+                          grad.options());
+    rpe_attention_value_grad_attn_impl(grad, table.contiguous(), rel_idx.contiguous(), grad_attn);
   }
   if (hist.has_value()) {
-    // per scene and head hist^T grad_out [B, H, 3L, D] (one batched matmul of the tensors as
-    // they are), summed over the scenes straight into the table's layout [3, L, H, D]
-    const int64_t heads = table.size(2), num_bins = table.size(1), dim = table.size(3);
     grad_table = at::empty(table.sizes(), table.options());
-    at::Tensor per_head = grad_table.view({3 * num_bins, heads, dim}).permute({1, 0, 2});
-    at::sum_out(per_head, at::matmul(hist->transpose(2, 3), grad), {0});
+    rpe_attention_value_grad_table_impl(hist->contiguous(), grad, grad_table);
   }
   return {grad_attn, grad_table};
 }

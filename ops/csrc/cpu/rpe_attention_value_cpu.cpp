@@ -120,6 +120,26 @@ void rpe_attention_gather_cpu(const at::Tensor& bin_grad, const at::Tensor& rel_
   });
 }
 
+// The value op's gradients: ATen's matmuls around the gather (their dtype is attn's).
+// table [3, L, H, D] as per-head matrices [H, 3L, D]: a strided view, no copy.
+at::Tensor table_per_head(const at::Tensor& table) {
+  return table.view({-1, table.size(2), table.size(3)}).permute({1, 0, 2});
+}
+
+void rpe_attention_value_grad_attn_cpu(const at::Tensor& grad_out, const at::Tensor& table,
+                                       const at::Tensor& rel_idx, at::Tensor& grad_attn) {
+  const at::Tensor bin_grad = at::matmul(grad_out, table_per_head(table).transpose(1, 2)).contiguous();
+  rpe_attention_gather_cpu(bin_grad, rel_idx, grad_attn, nullptr);
+}
+
+// Per scene and head hist^T grad_out [B, H, 3L, D] (one batched matmul), summed over the
+// scenes straight into the table's layout.
+void rpe_attention_value_grad_table_cpu(const at::Tensor& hist, const at::Tensor& grad_out,
+                                        at::Tensor& grad_table) {
+  at::Tensor per_head = table_per_head(grad_table);
+  at::sum_out(per_head, at::matmul(hist.transpose(2, 3), grad_out), {0});
+}
+
 }  // namespace
 
 void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_idx,
@@ -128,4 +148,10 @@ void rpe_attention_histogram_impl(const at::Tensor& attn, const at::Tensor& rel_
 void rpe_attention_gather_impl(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CPU, rpe_attention_histogram_cpu);
+void rpe_attention_value_grad_attn_impl(const at::Tensor& grad_out, const at::Tensor& table,
+                                        const at::Tensor& rel_idx, at::Tensor& grad_attn);
+void rpe_attention_value_grad_table_impl(const at::Tensor& hist, const at::Tensor& grad_out,
+                                         at::Tensor& grad_table);
 REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CPU, rpe_attention_gather_cpu);
+REGISTER_DEVICE_IMPL(rpe_attention_value_grad_attn_impl, CPU, rpe_attention_value_grad_attn_cpu);
+REGISTER_DEVICE_IMPL(rpe_attention_value_grad_table_impl, CPU, rpe_attention_value_grad_table_cpu);

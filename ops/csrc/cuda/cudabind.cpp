@@ -31,7 +31,17 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
 void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag);
 REGISTER_DEVICE_IMPL(rpe_attention_histogram_impl, CUDA, rpe_attention_histogram_cuda);
+void rpe_attention_value_grad_attn_impl(const at::Tensor& grad_out, const at::Tensor& table,
+                                        const at::Tensor& rel_idx, at::Tensor& grad_attn);
+void rpe_attention_value_grad_table_impl(const at::Tensor& hist, const at::Tensor& grad_out,
+                                         at::Tensor& grad_table);
+void rpe_attention_value_grad_attn_cuda(const at::Tensor& grad_out, const at::Tensor& table,
+                                        const at::Tensor& rel_idx, at::Tensor& grad_attn);
+void rpe_attention_value_grad_table_cuda(const at::Tensor& hist, const at::Tensor& grad_out,
+                                         at::Tensor& grad_table);
 REGISTER_DEVICE_IMPL(rpe_attention_gather_impl, CUDA, rpe_attention_gather_cuda);
+REGISTER_DEVICE_IMPL(rpe_attention_value_grad_attn_impl, CUDA, rpe_attention_value_grad_attn_cuda);
+REGISTER_DEVICE_IMPL(rpe_attention_value_grad_table_impl, CUDA, rpe_attention_value_grad_table_cuda);
 
 // furthest_point_sample
 void furthest_point_sample_impl(const at::Tensor& xyz, at::Tensor& idx);

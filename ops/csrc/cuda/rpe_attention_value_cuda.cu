@@ -1,7 +1,10 @@
 // CUDA kernels of `rpe_attention_value`: the histogram of the attention over
-// the bins with, fused, its product with the table (the op's output), and the
-// gather of the bins' gradient into the attention's (the backward's dense
-// products are matmuls in the dispatcher). A block serves one query row (b, i)
+// the bins with, fused, its product with the table (the op's output); the
+// gather of the bins' gradient into the attention's, with the bins' gradient
+// (grad_out times the table) made in it; and the table's gradient. The
+// backward is two launches: with cuBLAS's two products and a sum instead, a
+// forward and backward of the bare calls took an H100's host 70 us at tiny
+// sizes, against 26 us now. A block serves one query row (b, i)
 // at a time, up to kGroupHeads heads a pass, so the row's bins stay in shared
 // memory (in global memory when they do not fit: any L works).
 //   histogram: the block stages tiles of kTile superpoints (the heads'
@@ -28,11 +31,13 @@
 //              so an inference call keeps no histogram. A rel_idx outside
 //              [0, L) is skipped and sets the flag (pinned host memory) unless
 //              it is null.
-//   gather:    the row's bins are staged in shared memory; a thread per
-//              superpoint sums its three bins for every head. It skips bins
-//              outside [0, L) and flags them if given a flag (the value op's
-//              backward is not: its forward flagged them, but the wrapper may
-//              raise only after the backward has been queued).
+//   gather:    the row's bins are staged in shared memory (for the value
+//              op's backward, made there from the row's grad_out and the
+//              table); a thread per superpoint sums its three bins for every
+//              head. It skips bins outside [0, L) and flags them if given a
+//              flag (the value op's backward is not: its forward flagged them,
+//              but the wrapper may raise only after the backward has been
+//              queued).
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 #include <ATen/cuda/Atomic.cuh>
@@ -259,17 +264,66 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
-template <typename scalar_t, typename acc_t, typename index_t>
+// The value op's bins' gradient of query row (b, i), bins[h, a L + l] = grad_out[b, h, i, :] .
+// table[a, l, h, :], into `bins` ([H, 3L] with row stride `head_stride`): a warp per chunk of
+// kUnroll bins of a head at a time (their table rows in flight together), its lanes over D
+// (coalesced reads of the table's rows; the head's grad_out row read once a chunk). 32-bit
+// index arithmetic, a division a chunk: the GPU emulates 64-bit divisions in tens of
+// instructions, more than a bin's products.
+template <typename scalar_t, typename acc_t>
+__device__ void project_row(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ table,
+                            int dim, const Shape& s, int64_t first, acc_t* bins, int64_t head_stride) {
+  constexpr int kUnroll = 8;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int row_bins = 3 * static_cast<int>(s.num_bins), heads = static_cast<int>(s.heads);
+  const int chunks = (row_bins + kUnroll - 1) / kUnroll;  // a head's
+  for (int c = warp; c < heads * chunks; c += kWarps) {
+    const int h = c / chunks, k0 = (c - h * chunks) * kUnroll;
+    const scalar_t* g = grad_out + (first + h * s.queries) * dim;
+    acc_t sum[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) sum[u] = acc_t(0);
+    for (int d = lane; d < dim; d += 32) {
+      const acc_t gd = static_cast<acc_t>(g[d]);
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (k0 + u < row_bins) sum[u] += gd * static_cast<acc_t>(table[((k0 + u) * heads + h) * dim + d]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      for (int offset = 16; offset > 0; offset /= 2) sum[u] += __shfl_down_sync(0xffffffffu, sum[u], offset);
+      if (lane == 0 && k0 + u < row_bins) bins[h * head_stride + k0 + u] = sum[u];
+    }
+  }
+}
+
+// grad_attn [B, H, Nq, Ns] from the bins of each query row: a block per row at a time, a
+// thread per superpoint summing its three bins for every head. The bins are bin_grad's row
+// (kProject false; staged in shared memory where they fit) or, for the value op's backward
+// (kProject), the row's projection of grad_out on the table, made here (project_row) into
+// shared memory, or into bin_grad as scratch where they do not fit.
+template <bool kProject, typename scalar_t, typename acc_t, typename index_t>
 __global__ void __launch_bounds__(kThreads)
-    rpe_gather_kernel(const acc_t* __restrict__ bin_grad, const index_t* __restrict__ rel_idx,
-                      scalar_t* __restrict__ grad_attn, Shape s, bool in_shared, int* flag) {
-  extern __shared__ __align__(sizeof(double)) unsigned char shared_raw[];
+    rpe_gather_kernel(acc_t* __restrict__ bin_grad, const scalar_t* __restrict__ grad_out,
+                      const scalar_t* __restrict__ table, int64_t dim,
+                      const index_t* __restrict__ rel_idx, scalar_t* __restrict__ grad_attn,
+                      Shape s, bool in_shared, int* flag) {
+  extern __shared__ __align__(16) unsigned char shared_raw[];
   acc_t* shared = reinterpret_cast<acc_t*>(shared_raw);  // [H, 3L], as one row of bin_grad
   const int64_t row_bins = 3 * s.heads * s.num_bins;
   for (int64_t row = blockIdx.x; row < s.rows; row += gridDim.x) {
     const int64_t first = s.first_head_row(row);
     const index_t* rel_row = rel_idx + row * s.keys * 3;
-    if (in_shared) {
+    if constexpr (kProject) {
+      if (in_shared) {
+        project_row(grad_out, table, static_cast<int>(dim), s, first, shared, 3 * s.num_bins);
+      } else {
+        project_row(grad_out, table, static_cast<int>(dim), s, first,
+                    bin_grad + first * 3 * s.num_bins, s.queries * 3 * s.num_bins);
+      }
+      __syncthreads();  // (also makes the block's global writes visible to the block)
+    } else if (in_shared) {
       for (int64_t k = threadIdx.x; k < row_bins; k += blockDim.x) {
         const int64_t h = k / (3 * s.num_bins), r = k % (3 * s.num_bins);
         shared[k] = bin_grad[(first + h * s.queries) * 3 * s.num_bins + r];
@@ -295,7 +349,59 @@ __global__ void __launch_bounds__(kThreads)
         grad_attn[(first + h * s.queries) * s.keys + j] = static_cast<scalar_t>(sum);
       }
     }
-    if (in_shared) __syncthreads();
+    __syncthreads();  // before the next row's bins overwrite these
+  }
+}
+
+constexpr int kTableBins = 16;  // bins of a table-gradient block
+
+// grad_table[a, l, h, :] = sum over the query rows (b, i) of hist[b, h, i, a L + l] *
+// grad_out[b, h, i, :]: a block per (head, kTableBins bins, 32 of D), its warps over a share
+// of the rows each, kRows rows at a time (lanes over D, each row's kTableBins hist values
+// loaded by as many lanes and broadcast by shuffles), their partial sums added in shared
+// memory. Every entry is written once: no zero fill.
+template <typename scalar_t, typename acc_t>
+__global__ void __launch_bounds__(kThreads)
+    rpe_table_grad_kernel(const acc_t* __restrict__ hist, const scalar_t* __restrict__ grad_out,
+                          scalar_t* __restrict__ grad_table, Shape s, int64_t dim) {
+  __shared__ acc_t partial[kWarps][kTableBins][32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t row_bins = 3 * s.num_bins, bin_tiles = (row_bins + kTableBins - 1) / kTableBins;
+  const int64_t h = blockIdx.x / bin_tiles, k0 = (blockIdx.x % bin_tiles) * kTableBins;
+  const int64_t d = blockIdx.y * 32 + lane;
+  acc_t sum[kTableBins];
+#pragma unroll
+  for (int kk = 0; kk < kTableBins; ++kk) sum[kk] = acc_t(0);
+  constexpr int kRows = 4;  // rows whose loads are in flight together
+  for (int64_t row0 = warp * kRows; row0 < s.rows; row0 += kWarps * kRows) {
+    acc_t g[kRows], mine[kRows];
+#pragma unroll
+    for (int u = 0; u < kRows; ++u) {
+      g[u] = mine[u] = acc_t(0);
+      if (row0 + u >= s.rows) continue;
+      const int row = static_cast<int>(row0) + u, queries = static_cast<int>(s.queries);
+      const int b = row / queries;  // 32-bit: a 64-bit division a row costs more than its adds
+      const int64_t head_row = (static_cast<int64_t>(b) * s.heads + h) * queries + (row - b * queries);
+      if (d < dim) g[u] = static_cast<acc_t>(grad_out[head_row * dim + d]);
+      if (lane < kTableBins && k0 + lane < row_bins) mine[u] = hist[head_row * row_bins + k0 + lane];
+    }
+#pragma unroll
+    for (int u = 0; u < kRows; ++u) {
+#pragma unroll
+      for (int kk = 0; kk < kTableBins; ++kk) sum[kk] += __shfl_sync(0xffffffffu, mine[u], kk) * g[u];
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < kTableBins; ++kk) partial[warp][kk][lane] = sum[kk];
+  __syncthreads();
+  for (int e = threadIdx.x; e < kTableBins * 32; e += kThreads) {
+    const int kk = e / 32, dd = e % 32;
+    const int64_t k = k0 + kk, out_d = blockIdx.y * 32 + dd;
+    if (k >= row_bins || out_d >= dim) continue;
+    acc_t total = 0;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) total += partial[w][kk][dd];
+    grad_table[(k * s.heads + h) * dim + out_d] = static_cast<scalar_t>(total);
   }
 }
 
@@ -361,11 +467,57 @@ void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel
                                   "rpe_attention_gather_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cuda", [&] {
-      rpe_gather_kernel<scalar_t, acc_t, index_t>
+      rpe_gather_kernel<false, scalar_t, acc_t, index_t>
           <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
-              bin_grad.data_ptr<acc_t>(), rel_idx.data_ptr<index_t>(),
-              grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
+              const_cast<acc_t*>(bin_grad.data_ptr<acc_t>()), nullptr, nullptr, 0,
+              rel_idx.data_ptr<index_t>(), grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
+  });
+}
+
+// One kernel: each block projects its query row's grad_out on the table and gathers.
+void rpe_attention_value_grad_attn_cuda(const at::Tensor& grad_out, const at::Tensor& table,
+                                        const at::Tensor& rel_idx, at::Tensor& grad_attn) {
+  const at::cuda::CUDAGuard guard(grad_attn.device());
+  const at::ScalarType acc = at::toOpMathType(grad_out.scalar_type());
+  const int64_t num_bins = table.size(1), dim = table.size(3);
+  const Shape s{grad_attn.size(0) * grad_attn.size(2), grad_attn.size(1), grad_attn.size(2),
+                grad_attn.size(3), num_bins};
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const int64_t shared_bytes = 3 * s.heads * num_bins * static_cast<int64_t>(at::elementSize(acc));
+  const bool in_shared = shared_bytes <= kSharedBytes;
+  at::Tensor scratch;  // the rows' bins where they do not fit in shared memory
+  if (!in_shared) scratch = at::empty({grad_attn.size(0), s.heads, s.queries, 3 * num_bins},
+                                      grad_out.options().dtype(acc));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
+                                  "rpe_attention_value_grad_attn_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_value_grad_attn_cuda", [&] {
+      rpe_gather_kernel<true, scalar_t, acc_t, index_t>
+          <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
+              in_shared ? nullptr : scratch.data_ptr<acc_t>(), grad_out.data_ptr<scalar_t>(),
+              table.data_ptr<scalar_t>(), dim, rel_idx.data_ptr<index_t>(),
+              grad_attn.data_ptr<scalar_t>(), s, in_shared, nullptr);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+}
+
+void rpe_attention_value_grad_table_cuda(const at::Tensor& hist, const at::Tensor& grad_out,
+                                         at::Tensor& grad_table) {
+  const at::cuda::CUDAGuard guard(grad_table.device());
+  const int64_t dim = grad_table.size(3);
+  const Shape s{grad_out.size(0) * grad_out.size(2), grad_out.size(1), grad_out.size(2), 0,
+                grad_table.size(1)};
+  const int64_t bin_tiles = (3 * s.num_bins + kTableBins - 1) / kTableBins;
+  const dim3 grid(static_cast<unsigned int>(s.heads * bin_tiles), static_cast<unsigned int>((dim + 31) / 32));
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_table.scalar_type(),
+                                  "rpe_attention_value_grad_table_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    rpe_table_grad_kernel<scalar_t, acc_t><<<grid, kThreads, 0, stream>>>(
+        hist.data_ptr<acc_t>(), grad_out.data_ptr<scalar_t>(), grad_table.data_ptr<scalar_t>(), s, dim);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
