@@ -11,9 +11,9 @@ few bins) and with uniform random bins; and the logit bias of the same layer
 (rpe_attention_bias) on the scene's bins. Each line gives the median time of both in one
 run (after warm-up, with torch.cuda.synchronize on CUDA) and their ratio; on CUDA also the
 GPU busy time of a call (kernels and copies, torch.profiler, run after all the wall times):
-where it is well below the wall time, the host bounds the call. Peak memory is the largest allocation above what was
-allocated before the call (torch.cuda.max_memory_allocated); it is not measured on the CPU,
-where torch has no allocator statistics.
+where it is well below the wall time, the host bounds the call. Peak memory is the largest
+allocation above what was allocated before the call (torch.cuda.max_memory_allocated); it is
+not measured on the CPU, where torch has no allocator statistics.
 """
 import argparse
 import functools
