@@ -405,13 +405,41 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-Shape shape_of(const at::Tensor& attn_like, const at::Tensor& hist_like) {
-  return Shape{attn_like.size(0) * attn_like.size(2), attn_like.size(1), attn_like.size(2),
-               attn_like.size(3), hist_like.size(3) / 3};
-}
-
 unsigned int row_grid(const Shape& s) {
   return static_cast<unsigned int>(std::min<int64_t>(s.rows, int64_t{1} << 30));
+}
+
+// Launches rpe_gather_kernel over grad_attn's query rows. kProject false: the bins are
+// bin_grad's rows. kProject: they are made from grad_out and the table, in shared memory, or
+// where they do not fit in a scratch tensor made here.
+template <bool kProject>
+void launch_gather(const at::Tensor& bin_grad, const at::Tensor& grad_out, const at::Tensor& table,
+                   const at::Tensor& rel_idx, at::Tensor& grad_attn, int64_t num_bins, int* flag) {
+  const at::cuda::CUDAGuard guard(grad_attn.device());
+  const Shape s{grad_attn.size(0) * grad_attn.size(2), grad_attn.size(1), grad_attn.size(2),
+                grad_attn.size(3), num_bins};
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const at::ScalarType acc = at::toOpMathType(grad_attn.scalar_type());
+  const int64_t shared_bytes = 3 * s.heads * num_bins * static_cast<int64_t>(at::elementSize(acc));
+  const bool in_shared = shared_bytes <= kSharedBytes;
+  at::Tensor bins = bin_grad;
+  if (kProject && !in_shared) {
+    bins = at::empty({grad_attn.size(0), s.heads, s.queries, 3 * num_bins},
+                     grad_attn.options().dtype(acc));
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
+                                  "rpe_attention_gather_cuda", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cuda", [&] {
+      rpe_gather_kernel<kProject, scalar_t, acc_t, index_t>
+          <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
+              bins.defined() ? const_cast<acc_t*>(bins.data_ptr<acc_t>()) : nullptr,
+              kProject ? grad_out.data_ptr<scalar_t>() : nullptr,
+              kProject ? table.data_ptr<scalar_t>() : nullptr, kProject ? table.size(3) : 0,
+              rel_idx.data_ptr<index_t>(), grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
 }
 
 }  // namespace
@@ -458,50 +486,14 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
 
 void rpe_attention_gather_cuda(const at::Tensor& bin_grad, const at::Tensor& rel_idx,
                                at::Tensor& grad_attn, int* flag) {
-  const at::cuda::CUDAGuard guard(grad_attn.device());
-  const Shape s = shape_of(grad_attn, bin_grad);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t shared_bytes = 3 * s.heads * s.num_bins * static_cast<int64_t>(bin_grad.element_size());
-  const bool in_shared = shared_bytes <= kSharedBytes;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
-                                  "rpe_attention_gather_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_gather_cuda", [&] {
-      rpe_gather_kernel<false, scalar_t, acc_t, index_t>
-          <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
-              const_cast<acc_t*>(bin_grad.data_ptr<acc_t>()), nullptr, nullptr, 0,
-              rel_idx.data_ptr<index_t>(), grad_attn.data_ptr<scalar_t>(), s, in_shared, flag);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
+  launch_gather<false>(bin_grad, at::Tensor(), at::Tensor(), rel_idx, grad_attn,
+                       bin_grad.size(3) / 3, flag);
 }
 
 // One kernel: each block projects its query row's grad_out on the table and gathers.
 void rpe_attention_value_grad_attn_cuda(const at::Tensor& grad_out, const at::Tensor& table,
                                         const at::Tensor& rel_idx, at::Tensor& grad_attn) {
-  const at::cuda::CUDAGuard guard(grad_attn.device());
-  const at::ScalarType acc = at::toOpMathType(grad_out.scalar_type());
-  const int64_t num_bins = table.size(1), dim = table.size(3);
-  const Shape s{grad_attn.size(0) * grad_attn.size(2), grad_attn.size(1), grad_attn.size(2),
-                grad_attn.size(3), num_bins};
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  const int64_t shared_bytes = 3 * s.heads * num_bins * static_cast<int64_t>(at::elementSize(acc));
-  const bool in_shared = shared_bytes <= kSharedBytes;
-  at::Tensor scratch;  // the rows' bins where they do not fit in shared memory
-  if (!in_shared) scratch = at::empty({grad_attn.size(0), s.heads, s.queries, 3 * num_bins},
-                                      grad_out.options().dtype(acc));
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_attn.scalar_type(),
-                                  "rpe_attention_value_grad_attn_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    AT_DISPATCH_INDEX_TYPES(rel_idx.scalar_type(), "rpe_attention_value_grad_attn_cuda", [&] {
-      rpe_gather_kernel<true, scalar_t, acc_t, index_t>
-          <<<row_grid(s), kThreads, in_shared ? shared_bytes : 0, stream>>>(
-              in_shared ? nullptr : scratch.data_ptr<acc_t>(), grad_out.data_ptr<scalar_t>(),
-              table.data_ptr<scalar_t>(), dim, rel_idx.data_ptr<index_t>(),
-              grad_attn.data_ptr<scalar_t>(), s, in_shared, nullptr);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    });
-  });
+  launch_gather<true>(at::Tensor(), grad_out, table, rel_idx, grad_attn, table.size(1), nullptr);
 }
 
 void rpe_attention_value_grad_table_cuda(const at::Tensor& hist, const at::Tensor& grad_out,
