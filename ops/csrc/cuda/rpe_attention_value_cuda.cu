@@ -273,7 +273,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 template <typename scalar_t, typename acc_t>
 __device__ void project_row(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ table,
                             int dim, const Shape& s, int64_t first, acc_t* bins, int64_t head_stride) {
-  constexpr int kUnroll = 8;
+  // bins a chunk; GPU time of the kernel, a ScanNet-size backward on an H100: 16 bins 39.0 us,
+  // 4 bins 52.1, 8 bins 42.7, 32 bins 95.1
+  constexpr int kUnroll = 16;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_bins = 3 * static_cast<int>(s.num_bins), heads = static_cast<int>(s.heads);
   const int chunks = (row_bins + kUnroll - 1) / kUnroll;  // a head's
