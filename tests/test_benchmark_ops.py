@@ -24,3 +24,9 @@ def test_rejects_an_unknown_op():
     with pytest.raises(SystemExit) as exit_info:
         run_tool('benchmark_ops', '--ops', 'segment')
     assert exit_info.value.code == 2  # argparse's usage error, naming the valid choices
+
+
+def test_kernels_is_cuda_only():
+    with pytest.raises(SystemExit) as exit_info:
+        run_tool('benchmark_ops', '--ops', 'voxel_pool', '--kernels', '3')
+    assert exit_info.value.code == 2

@@ -1,6 +1,6 @@
 """Time the extension ops against their pure-PyTorch references at ScanNet size.
 
-    python tools/benchmark_ops.py [--device cpu|cuda] [--json OUT] [--repeats 20]
+    python tools/benchmark_ops.py [--device cpu|cuda] [--json OUT] [--repeats 20] [--kernels N]
 
 Workloads: the synthetic ScanNet-size scene of every benchmark
 (``ikne_plugin.datasets.synthetic_scene``: 150k points, voxelized at 2 cm); voxel_pool of
@@ -11,7 +11,8 @@ few bins) and with uniform random bins; and the logit bias of the same layer
 (rpe_attention_bias) on the scene's bins. Each line gives the median time of both in one
 run (after warm-up, with torch.cuda.synchronize on CUDA) and their ratio; on CUDA also the
 GPU busy time of a call (kernels and copies, torch.profiler, run after all the wall times):
-where it is well below the wall time, the host bounds the call. Peak memory is the largest
+where it is well below the wall time, the host bounds the call; ``--kernels N`` also lists the N
+longest kernels of the extension's call with their GPU time. Peak memory is the largest
 allocation above what was allocated before the call (torch.cuda.max_memory_allocated); it is
 not measured on the CPU, where torch has no allocator statistics.
 """
@@ -31,7 +32,7 @@ from ikne_plugin.ops.rpe_attention_bias import rpe_attention_bias, rpe_attention
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
-from ikne_plugin.utils import atomic_write, gpu_busy_ms
+from ikne_plugin.utils import atomic_write, gpu_time_by_kernel
 
 VOXEL_SIZE = 0.02  # metres (DESIGN.md section 3)
 
@@ -61,14 +62,14 @@ def wall_time(fn, device, repeats, warmup=3):
 
 
 def gpu_work(fn, device, repeats):
-    """(GPU busy seconds or None, peak extra bytes) of fn() on CUDA."""
-    busy_ms = gpu_busy_ms(fn, runs=repeats)
+    """({kernel name: GPU ms a call} or None, peak extra bytes) of fn() on CUDA."""
+    kernels = gpu_time_by_kernel(fn, runs=repeats)
     torch.cuda.empty_cache()
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
-    return None if busy_ms is None else busy_ms / 1e3, torch.cuda.max_memory_allocated(device) - before
+    return kernels, torch.cuda.max_memory_allocated(device) - before
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,9 +176,13 @@ def main():
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--ops', nargs='+', choices=list(BENCHMARKS),
                         help='run only these benchmarks (default: all)')
+    parser.add_argument('--kernels', type=int, default=0, metavar='N',
+                        help="on CUDA, also list the N longest kernels of each extension call")
     args = parser.parse_args()
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: no CUDA device is available')
+    if args.kernels and args.device != 'cuda':
+        parser.error('--kernels: the GPU time by kernel is measured on CUDA only (--device cuda)')
     if ext_loader.load_ext() is None:
         parser.error('ikne_plugin._ext is not built: the numbers would compare the reference with itself')
     device = torch.device(args.device)
@@ -196,14 +201,17 @@ def main():
              for _, op, reference in cases]
     results = []
     for (label, op, reference), (op_time, ref_time) in zip(cases, times):
-        op_busy = ref_busy = op_peak = ref_peak = None
+        op_kernels = ref_kernels = op_peak = ref_peak = None
         if device.type == 'cuda':
-            (op_busy, op_peak), (ref_busy, ref_peak) = (gpu_work(fn, device, args.repeats)
-                                                        for fn in (op, reference))
+            (op_kernels, op_peak), (ref_kernels, ref_peak) = (gpu_work(fn, device, args.repeats)
+                                                              for fn in (op, reference))
         row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
-                   ext_gpu_ms=op_busy and op_busy * 1e3, ref_gpu_ms=ref_busy and ref_busy * 1e3,
+                   ext_gpu_ms=None if op_kernels is None else sum(op_kernels.values()),
+                   ref_gpu_ms=None if ref_kernels is None else sum(ref_kernels.values()),
                    ext_peak_mb=None if op_peak is None else op_peak / 2**20,
                    ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
+        if args.kernels and op_kernels:
+            row['ext_kernels_ms'] = dict(list(op_kernels.items())[:args.kernels])
         row['mem_ratio'] = (row['ext_peak_mb'] / row['ref_peak_mb']
                             if op_peak is not None and ref_peak else None)
         results.append(row)
@@ -211,6 +219,8 @@ def main():
                 f' {row["ext_gpu_ms"] or math.nan:9.3f} {row["ref_gpu_ms"] or math.nan:9.3f}'
                 f' {row["ext_peak_mb"]:8.2f} {row["ref_peak_mb"]:8.2f} {row["mem_ratio"] or math.nan:6.3f}')
         print(f'{label:80s} {row["ext_ms"]:9.3f} {row["ref_ms"]:9.3f} {row["speedup"]:7.2f}x{cuda}')
+        for kernel, ms in row.get('ext_kernels_ms', {}).items():
+            print(f'    {ms * 1e3:8.1f} us  {kernel[:100]}')
     if args.json:
         payload = dict(device=name, torch=torch.__version__, repeats=args.repeats, results=results)
         atomic_write(args.json, json.dumps(payload, indent=2) + '\n')

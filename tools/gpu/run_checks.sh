@@ -26,7 +26,7 @@ echo "extension built with CUDA in $(( $(date +%s) - t0 )) s"
 python3 -m pytest -q -p no:cacheprovider -W ignore::FutureWarning ${@:-tests/test_ops_*.py} 2>&1 \
   | tee "$OUT/tests.log" | tail -25
 BENCH=${BENCH:-all}
-[ "$BENCH" = none ] || python3 tools/benchmark_ops.py --device cuda --json "$OUT/benchmark_ops.json" 2>&1 \
+[ "$BENCH" = none ] || python3 tools/benchmark_ops.py --device cuda --kernels 3 --json "$OUT/benchmark_ops.json" 2>&1 \
   | tee "$OUT/benchmark_ops.log"
 [ "$BENCH" != all ] || python3 tools/benchmark.py configs/ikne_trans_scannet.py --amp \
   --json "$OUT/benchmark.json" 2>&1 | tee "$OUT/benchmark.log"
