@@ -18,12 +18,7 @@ bash tools/gpu/setup_gpu_env.sh .gpu || exit 1
 export PYTHONPATH=/tmp/site:/tmp/mmcv:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 
-rm -f ikne_plugin/_ext*.so  # never a CPU-only build carried from elsewhere
-t0=$(date +%s)
-TORCH_CUDA_ARCH_LIST="$(python3 -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')" \
-  FORCE_CUDA=1 MAX_JOBS=$(nproc) python3 setup.py build_ext --inplace > "$OUT/build.log" 2>&1 \
-  || { tail -60 "$OUT/build.log"; exit 1; }
-echo "extension built with CUDA in $(( $(date +%s) - t0 )) s"
+bash tools/gpu/build_ext.sh . "$OUT/build.log" || exit 1
 
 # The compiled ops raise no C++ errors on user input (the wrappers do), so one process suffices:
 # on that machine's toolchain a C++ error whose message formats a number crashed the process.
