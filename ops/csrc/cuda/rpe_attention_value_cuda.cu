@@ -407,6 +407,12 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// The Shape of a [B, H, Nq, Ns] tensor (attn, grad_attn) with L = num_bins.
+Shape shape_of(const at::Tensor& attn_like, int64_t num_bins) {
+  return Shape{attn_like.size(0) * attn_like.size(2), attn_like.size(1), attn_like.size(2),
+               attn_like.size(3), num_bins};
+}
+
 unsigned int row_grid(const Shape& s) {
   return static_cast<unsigned int>(std::min<int64_t>(s.rows, int64_t{1} << 30));
 }
@@ -418,8 +424,7 @@ template <bool kProject>
 void launch_gather(const at::Tensor& bin_grad, const at::Tensor& grad_out, const at::Tensor& table,
                    const at::Tensor& rel_idx, at::Tensor& grad_attn, int64_t num_bins, int* flag) {
   const at::cuda::CUDAGuard guard(grad_attn.device());
-  const Shape s{grad_attn.size(0) * grad_attn.size(2), grad_attn.size(1), grad_attn.size(2),
-                grad_attn.size(3), num_bins};
+  const Shape s = shape_of(grad_attn, num_bins);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::ScalarType acc = at::toOpMathType(grad_attn.scalar_type());
   const int64_t shared_bytes = 3 * s.heads * num_bins * static_cast<int64_t>(at::elementSize(acc));
@@ -451,7 +456,7 @@ void rpe_attention_histogram_cuda(const at::Tensor& attn, const at::Tensor& rel_
                                   int64_t num_bins, at::Tensor& hist, const at::Tensor& table,
                                   at::Tensor& out, int* flag) {
   const at::cuda::CUDAGuard guard(attn.device());
-  const Shape s{attn.size(0) * attn.size(2), attn.size(1), attn.size(2), attn.size(3), num_bins};
+  const Shape s = shape_of(attn, num_bins);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
   const at::ScalarType acc = at::toOpMathType(attn.scalar_type());
   const int64_t acc_bytes = at::elementSize(acc);
