@@ -129,7 +129,9 @@ def bench_rpe(device, generator):
     cases = []
     for layout, rel_idx in (
             ('room bins', room_rel_idx(queries, keys, bins, generator)),
-            ('uniform bins', torch.randint(0, bins, (1, queries, keys, 3), generator=generator))):
+            # (int32, as the decoder's relative_position_bins gives them)
+            ('uniform bins', torch.randint(0, bins, (1, queries, keys, 3), generator=generator,
+                                           dtype=torch.int32))):
         rel_idx = rel_idx.to(device)
         label = f'rpe_attention_value {heads}h x {queries}q x {keys}s x {dim}d L={bins}, {layout}'
         cases += [
