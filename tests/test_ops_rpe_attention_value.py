@@ -217,6 +217,24 @@ def test_cuda_gradcheck_and_empty():
 
 
 @cuda
+def test_cuda_table_gradient_deterministic_on_request():
+    """torch.use_deterministic_algorithms: the table's gradient sums all query rows in one
+    span, without atomics (400 rows: 8 spans otherwise), so that repeated calls agree bit for bit."""
+    attn, rel_idx, table = (t.cuda() for t in random_rpe(1, 8, 400, 300, 48, 32, torch.float32, seed=14))
+    grad_out = torch.randn(1, 8, 400, 32, device='cuda')
+    spanned = forward_backward(rpe_attention_value, attn, rel_idx, table, grad_out)[2]
+    was_on = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        first, second = (forward_backward(rpe_attention_value, attn, rel_idx, table, grad_out)[2]
+                         for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(was_on)
+    assert torch.equal(first, second)
+    assert_close_to_exact(first.cpu(), spanned.double().cpu())
+
+
+@cuda
 @pytest.mark.parametrize('attn_grad, table_grad', [(True, False), (False, True)])
 def test_cuda_gradient_of_one_input(attn_grad, table_grad):
     attn, rel_idx, table = (t.cuda() for t in random_rpe(2, 8, 30, 500, 48, 32, torch.float32, seed=12))

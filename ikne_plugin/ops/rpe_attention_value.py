@@ -7,7 +7,9 @@ for the three axes ``a`` of the query-superpoint offset, each binned into
 through a per-axis histogram of the attention over the bins, which replaces a
 [B, H, Nq, Ns, D] gather by a [B, H, Nq, 3L] one. Supported: float32/float64
 on CPU; float32/float64/float16/bfloat16 on CUDA (histograms accumulate in
-float32 for the half types).
+float32 for the half types). On CUDA the float32/float64 table gradient adds
+the sums of spans of query rows with atomics, so its rounding is not
+bit-deterministic, unless ``torch.use_deterministic_algorithms`` is on.
 """
 from typing import Tuple
 

@@ -264,6 +264,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   }
 }
 
+// Sums kCount values of each lane over the warp's lanes by a butterfly that halves the values
+// a lane holds at each step (kCount - 1 + log2(32 / kCount) shuffles in all, against 5 a value
+// lane by lane): lane l ends with, in sum[0], the total of value l / (32 / kCount). Template
+// recursion keeps every index a constant, so that the values stay in registers.
+template <int kCount, int kOffset, int kSize, typename acc_t>
+__device__ __forceinline__ void fold_lanes(acc_t (&sum)[kSize], int lane) {
+  if constexpr (kCount > 1) {
+    const bool upper = (lane & kOffset) != 0;  // keeps the upper half, sends the lower
+#pragma unroll
+    for (int k = 0; k < kCount / 2; ++k) {
+      const acc_t send = upper ? sum[k] : sum[k + kCount / 2];
+      sum[k] = (upper ? sum[k + kCount / 2] : sum[k]) + __shfl_xor_sync(0xffffffffu, send, kOffset);
+    }
+    fold_lanes<kCount / 2, kOffset / 2>(sum, lane);
+  } else if constexpr (kOffset > 0) {
+    sum[0] += __shfl_xor_sync(0xffffffffu, sum[0], kOffset);
+    fold_lanes<1, kOffset / 2>(sum, lane);
+  }
+}
+
 // The value op's bins' gradient of query row (b, i), bins[h, a L + l] = grad_out[b, h, i, :] .
 // table[a, l, h, :], into `bins` ([H, 3L] with row stride `head_stride`): a warp per chunk of
 // kUnroll bins of a head at a time (their table rows in flight together), its lanes over D
@@ -273,9 +293,11 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 template <typename scalar_t, typename acc_t>
 __device__ void project_row(const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ table,
                             int dim, const Shape& s, int64_t first, acc_t* bins, int64_t head_stride) {
-  // Bins a chunk. The gather kernel's GPU time at ScanNet size on an H100 (session 26): 16 bins
-  // 39.0 us; 4 bins 52.1, 8 bins 42.7, 32 bins 95.1.
+  // Bins a chunk. The gather kernel's GPU time at ScanNet size on an H100: 16 bins 33.5 us
+  // (session 27); summed over the lanes bin by bin (80 shuffles a chunk, session 26), 4 bins
+  // 52.1, 8 bins 42.7, 16 bins 39.0, 32 bins 95.1.
   constexpr int kUnroll = 16;
+  static_assert(kUnroll <= 32 && (kUnroll & (kUnroll - 1)) == 0, "a power of two up to a warp");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int row_bins = 3 * static_cast<int>(s.num_bins), heads = static_cast<int>(s.heads);
   const int chunks = (row_bins + kUnroll - 1) / kUnroll;  // a head's
@@ -292,11 +314,10 @@ __device__ void project_row(const scalar_t* __restrict__ grad_out, const scalar_
         if (k0 + u < row_bins) sum[u] += gd * static_cast<acc_t>(table[((k0 + u) * heads + h) * dim + d]);
       }
     }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      for (int offset = 16; offset > 0; offset /= 2) sum[u] += __shfl_down_sync(0xffffffffu, sum[u], offset);
-      if (lane == 0 && k0 + u < row_bins) bins[h * head_stride + k0 + u] = sum[u];
-    }
+    fold_lanes<kUnroll, 16>(sum, lane);  // lane l ends with the sum of bin l / (32 / kUnroll)
+    constexpr int kLanesPerBin = 32 / kUnroll;
+    const int bin = k0 + lane / kLanesPerBin;
+    if (lane % kLanesPerBin == 0 && bin < row_bins) bins[h * head_stride + bin] = sum[0];
   }
 }
 
@@ -356,12 +377,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 constexpr int kTableBins = 16;  // bins of a table-gradient block
+constexpr int kTableRows = 4;   // rows whose loads a table-gradient warp has in flight together
 
-// grad_table[a, l, h, :] = sum over the query rows (b, i) of hist[b, h, i, a L + l] *
-// grad_out[b, h, i, :]: a block per (head, kTableBins bins, 32 of D), its warps over a share
-// of the rows each, kRows rows at a time (lanes over D, each row's kTableBins hist values
-// loaded by as many lanes and broadcast by shuffles), their partial sums added in shared
-// memory. Every entry is written once: no zero fill.
+// grad_table[a, l, h, :] += sum over the query rows (b, i) of hist[b, h, i, a L + l] *
+// grad_out[b, h, i, :]: a block per (head, kTableBins bins, 32 of D, span of rows: blockIdx.z
+// of gridDim.z), its warps over a share of the span each, kTableRows rows at a time (lanes over D,
+// each row's kTableBins hist values loaded by as many lanes and broadcast by shuffles), their
+// partial sums added in shared memory, then into grad_table (zeroed by the caller) with one
+// atomic add per span.
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     rpe_table_grad_kernel(const acc_t* __restrict__ hist, const scalar_t* __restrict__ grad_out,
@@ -374,13 +397,14 @@ __global__ void __launch_bounds__(kThreads)
   acc_t sum[kTableBins];
 #pragma unroll
   for (int kk = 0; kk < kTableBins; ++kk) sum[kk] = acc_t(0);
-  constexpr int kRows = 4;  // rows whose loads are in flight together
-  for (int64_t row0 = warp * kRows; row0 < s.rows; row0 += kWarps * kRows) {
-    acc_t g[kRows], mine[kRows];
+  const int64_t span = (s.rows + gridDim.z - 1) / gridDim.z, row_begin = blockIdx.z * span;
+  const int64_t row_end = min(s.rows, row_begin + span);
+  for (int64_t row0 = row_begin + warp * kTableRows; row0 < row_end; row0 += kWarps * kTableRows) {
+    acc_t g[kTableRows], mine[kTableRows];
 #pragma unroll
-    for (int u = 0; u < kRows; ++u) {
+    for (int u = 0; u < kTableRows; ++u) {
       g[u] = mine[u] = acc_t(0);
-      if (row0 + u >= s.rows) continue;
+      if (row0 + u >= row_end) continue;
       const int row = static_cast<int>(row0) + u, queries = static_cast<int>(s.queries);
       const int b = row / queries;  // 32-bit: a 64-bit division a row costs more than its adds
       const int64_t head_row = (static_cast<int64_t>(b) * s.heads + h) * queries + (row - b * queries);
@@ -388,7 +412,7 @@ __global__ void __launch_bounds__(kThreads)
       if (lane < kTableBins && k0 + lane < row_bins) mine[u] = hist[head_row * row_bins + k0 + lane];
     }
 #pragma unroll
-    for (int u = 0; u < kRows; ++u) {
+    for (int u = 0; u < kTableRows; ++u) {
 #pragma unroll
       for (int kk = 0; kk < kTableBins; ++kk) sum[kk] += __shfl_sync(0xffffffffu, mine[u], kk) * g[u];
     }
@@ -403,7 +427,7 @@ __global__ void __launch_bounds__(kThreads)
     acc_t total = 0;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) total += partial[w][kk][dd];
-    grad_table[(k * s.heads + h) * dim + out_d] = static_cast<scalar_t>(total);
+    gpuAtomicAdd(grad_table + (k * s.heads + h) * dim + out_d, static_cast<scalar_t>(total));
   }
 }
 
@@ -510,8 +534,17 @@ void rpe_attention_value_grad_table_cuda(const at::Tensor& hist, const at::Tenso
   const Shape s{grad_out.size(0) * grad_out.size(2), grad_out.size(1), grad_out.size(2), 0,
                 grad_table.size(1)};
   const int64_t bin_tiles = (3 * s.num_bins + kTableBins - 1) / kTableBins;
-  const dim3 grid(static_cast<unsigned int>(s.heads * bin_tiles), static_cast<unsigned int>((dim + 31) / 32));
+  // Spans of rows: a ScanNet-size backward's 48 (head, bin tile) blocks left most of the GPU
+  // idle, 17 us; 8 spans took 9 (H100, session 27). One span adds each entry once into zero,
+  // a store: bit-deterministic, and the half types' sums are rounded once.
+  const bool one_span = at::isReducedFloatingType(grad_table.scalar_type()) ||
+                        at::globalContext().deterministicAlgorithms();
+  constexpr int64_t kSpans = 8, kPassRows = kWarps * kTableRows;  // (rows a block's pass takes)
+  const int64_t spans = one_span ? 1 : std::min(kSpans, (s.rows + kPassRows - 1) / kPassRows);
+  const dim3 grid(static_cast<unsigned int>(s.heads * bin_tiles), static_cast<unsigned int>((dim + 31) / 32),
+                  static_cast<unsigned int>(spans));
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  C10_CUDA_CHECK(cudaMemsetAsync(grad_table.data_ptr(), 0, grad_table.nbytes(), stream));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_table.scalar_type(),
                                   "rpe_attention_value_grad_table_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
