@@ -32,7 +32,7 @@ from ikne_plugin.ops.rpe_attention_bias import rpe_attention_bias, rpe_attention
 from ikne_plugin.ops.rpe_attention_value import rpe_attention_value, rpe_attention_value_reference
 from ikne_plugin.ops.voxel_pool import voxel_pool, voxel_pool_reference
 from ikne_plugin.ops.voxelize import voxelize, voxelize_reference
-from ikne_plugin.utils import atomic_write, gpu_time_by_kernel
+from ikne_plugin.utils import atomic_write, gpu_time_by_kernel, total_ms
 
 VOXEL_SIZE = 0.02  # metres (DESIGN.md section 3)
 
@@ -208,8 +208,7 @@ def main():
             (op_kernels, op_peak), (ref_kernels, ref_peak) = (gpu_work(fn, device, args.repeats)
                                                               for fn in (op, reference))
         row = dict(op=label, ext_ms=op_time * 1e3, ref_ms=ref_time * 1e3, speedup=ref_time / op_time,
-                   ext_gpu_ms=None if op_kernels is None else sum(op_kernels.values()),
-                   ref_gpu_ms=None if ref_kernels is None else sum(ref_kernels.values()),
+                   ext_gpu_ms=total_ms(op_kernels), ref_gpu_ms=total_ms(ref_kernels),
                    ext_peak_mb=None if op_peak is None else op_peak / 2**20,
                    ref_peak_mb=None if ref_peak is None else ref_peak / 2**20)
         if args.kernels and op_kernels:

@@ -23,5 +23,9 @@ def gpu_time_by_kernel(fn, runs=1):
 def gpu_busy_ms(fn, runs=1):
     """Mean over ``runs`` calls of fn() of the summed durations of its GPU work (kernels,
     copies); None where the profiler cannot see the GPU."""
-    kernels = gpu_time_by_kernel(fn, runs)
+    return total_ms(gpu_time_by_kernel(fn, runs))
+
+
+def total_ms(kernels):
+    """The GPU busy milliseconds of a ``gpu_time_by_kernel`` result (None stays None)."""
     return None if kernels is None else sum(kernels.values())
